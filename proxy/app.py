@@ -1,0 +1,101 @@
+"""The ASGI application: routes, and the wiring of settings, tools and the upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from proxy.auth import ClientKeys
+from proxy.chat.conversation import ChatConversation, check_request
+from proxy.config import Settings
+from proxy.errors import APIError
+from proxy.loop.engine import Engine
+from proxy.passthrough import raw_response, relay
+from proxy.tools.registry import Registry, load_registry
+from proxy.tools.runner import ToolRunner
+from proxy.upstream import Upstream
+
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """Build the proxy. `registry` defaults to the installed plugins; `transport` lets tests
+    and benchmarks choose how the upstream is reached."""
+    settings = settings or Settings()
+    if registry is None:
+        registry = load_registry(settings.plugins)
+    upstream = Upstream(settings.upstream, settings.upstream_api_key, transport)
+    engine = Engine(upstream, ToolRunner(registry, settings.tool_timeout), settings.max_rounds)
+
+    async def chat_completions(request: Request) -> Response:
+        raw = await request.body()
+        body = check_request(parse_json(raw))
+        conv = ChatConversation(body, registry)
+        if not conv.intercepts:
+            return await relay(upstream, request, raw)
+        exchange = await engine.start(conv, list(request.headers.items()))
+        if conv.streaming:
+            return raw_response(200, httpx.Headers(exchange.headers), exchange.body)
+        response = Response(exchange.first, media_type="application/json")
+        for name, value in exchange.headers:
+            if name.lower() not in response.headers:
+                response.headers.append(name, value)
+        return response
+
+    async def passthrough(request: Request) -> Response:
+        return await relay(upstream, request)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "tools": sorted(registry)})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return APIError.of(
+            404, f"Unknown path {request.url.path}: the proxy serves /v1/...", code="not_found"
+        ).response()
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, APIError)
+        return exc.response()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await upstream.aclose()
+
+    middleware = [Middleware(ClientKeys, keys=settings.api_keys)] if settings.api_keys else []
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/{path:path}", passthrough, methods=_ALL_METHODS),
+            Route("/health", health, methods=["GET"]),
+        ],
+        middleware=middleware,
+        exception_handlers={404: not_found, APIError: api_error},
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    app.state.upstream = upstream
+    return app
+
+
+def parse_json(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise APIError.of(
+            400,
+            f"We could not parse the JSON body of your request ({exc}). The body must be a "
+            "JSON object.",
+        ) from exc

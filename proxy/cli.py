@@ -1,0 +1,98 @@
+"""`openai-tool-proxy serve` and `openai-tool-proxy tools`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from proxy import __version__
+from proxy.config import ConfigError, Settings, load_settings
+from proxy.tools.registry import PluginError, Registry, load_registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(
+            flags={
+                "host": getattr(args, "host", None),
+                "port": getattr(args, "port", None),
+                "upstream": getattr(args, "upstream", None),
+            },
+            config_file=args.config,
+        )
+        registry = load_registry(settings.plugins)
+    except (ConfigError, PluginError) as exc:
+        print(f"openai-tool-proxy: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    if args.command == "tools":
+        print_tools(registry, json_output=args.json)
+        return 0
+    serve(settings, registry)
+    return 0
+
+
+def serve(settings: Settings, registry: Registry) -> None:
+    import uvicorn
+
+    from proxy.app import create_app
+
+    names = ", ".join(sorted(registry)) or "none"
+    print(
+        f"openai-tool-proxy {__version__}: http://{settings.host}:{settings.port}/v1 -> "
+        f"{settings.upstream} (server tools: {names})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(settings, registry),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        server_header=False,
+    )
+
+
+def print_tools(registry: Registry, json_output: bool = False) -> None:
+    if json_output:
+        listing = [
+            {"plugin": entry.plugin, "type": "function", "function": entry.tool.openai_function()}
+            for entry in registry.values()
+        ]
+        print(json.dumps(listing, indent=2))
+        return
+    if not registry:
+        print("no tools registered (install a plugin of the 'openai_tool_proxy' entry-point group)")
+        return
+    for entry in registry.values():
+        tool = entry.tool
+        timeout = f", timeout {tool.timeout:g}s" if tool.timeout is not None else ""
+        strict = ", strict" if tool.strict else ""
+        print(f"{tool.name}  (plugin: {entry.plugin}{timeout}{strict})")
+        if tool.description:
+            for line in tool.description.splitlines():
+                print(f"    {line}")
+        print("    parameters: " + json.dumps(tool.parameters, indent=2).replace("\n", "\n    "))
+        print()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openai-tool-proxy",
+        description="OpenAI-compatible reverse proxy that runs registered tools server-side.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the proxy")
+    serve_cmd.add_argument("--host", help="address to listen on ($TOOL_PROXY_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on ($TOOL_PROXY_PORT)")
+    serve_cmd.add_argument(
+        "--upstream", help="upstream base URL, including /v1 ($TOOL_PROXY_UPSTREAM)"
+    )
+    tools_cmd = commands.add_parser("tools", help="list the registered tools and their schemas")
+    tools_cmd.add_argument("--json", action="store_true", help="print JSON")
+    for sub in (serve_cmd, tools_cmd):
+        sub.add_argument("--config", help="TOML config file ($TOOL_PROXY_CONFIG)")
+    return parser

@@ -1,0 +1,48 @@
+"""What the engine and a dialect tell each other about one upstream round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from proxy.tools.runner import ToolCall, ToolResult
+
+
+@dataclass
+class RoundOutcome:
+    """How a round ended: the server calls to run, whether the client got calls of its own,
+    and whether the upstream reported an error (already passed on to the client)."""
+
+    server_calls: list[ToolCall] = field(default_factory=list)
+    client_calls: int = 0
+    failed: bool = False
+
+
+class Conversation(Protocol):
+    """One client request's dialogue with the upstream, across rounds — sans-I/O.
+
+    The engine does the I/O: it sends `request()`, feeds the upstream's body to `feed`, asks
+    `end_round()` what happened, runs the tools, and hands their results to `add_results`.
+    """
+
+    path: str
+    streaming: bool
+
+    def request(self) -> dict[str, Any]:
+        """The JSON body of the next upstream request."""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Bytes of the upstream body (torn anywhere); returns bytes for the client now."""
+
+    def end_round(self) -> RoundOutcome:
+        """The upstream body ended."""
+
+    def add_results(self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool) -> None:
+        """Prepare the next round: its request carries this round's output plus the tool
+        results. `last` asks for a final round in which the model may call no tool."""
+
+    def finish(self) -> list[bytes]:
+        """Close the client's response (stream tail, or the whole non-streaming body)."""
+
+    def fail(self, message: str, code: str) -> list[bytes]:
+        """Close a stream that already started with the API's own error event."""

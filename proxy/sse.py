@@ -1,0 +1,84 @@
+"""Server-sent events, sans-I/O: bytes in (torn at any offset), whole events out.
+
+Tolerates what real upstreams send: `data:` with or without a space, `\\r\\n` or `\\r` line
+ends, comments (`: keep-alive`), `event:`/`id:`/`retry:` lines and multi-line data.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Event(NamedTuple):
+    """One dispatched event: its `event:` name (empty when none) and its joined `data:` lines."""
+
+    name: bytes
+    data: bytes
+
+
+class SSEDecoder:
+    """Feed it whatever the network delivered; get back the events it completed."""
+
+    __slots__ = ("_buffer", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._pending_cr = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                # Could be the first half of a torn "\r\n": decide when the next byte arrives.
+                chunk = chunk[:-1]
+                self._pending_cr = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\n\n" not in buffer:
+            self._buffer = buffer
+            return []
+        *frames, self._buffer = buffer.split(b"\n\n")
+        events = []
+        for frame in frames:
+            event = _parse_frame(frame)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def close(self) -> list[Event]:
+        """End of stream: a last frame without its blank line still counts."""
+        tail = self._buffer
+        self._buffer = b""
+        if self._pending_cr:
+            self._pending_cr = False
+        event = _parse_frame(tail) if tail.strip() else None
+        return [event] if event is not None else []
+
+
+def _parse_frame(frame: bytes) -> Event | None:
+    if frame.startswith(b"data: ") and b"\n" not in frame:
+        return Event(b"", frame[6:])  # the common case: one `data: ` line
+    name = b""
+    data: list[bytes] = []
+    for line in frame.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value
+    if not data:
+        return None
+    return Event(name, b"\n".join(data))
+
+
+def encode(data: bytes, name: bytes = b"") -> bytes:
+    """One SSE frame carrying `data` (which must not contain newlines)."""
+    if name:
+        return b"event: " + name + b"\ndata: " + data + b"\n\n"
+    return b"data: " + data + b"\n\n"

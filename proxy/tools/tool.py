@@ -1,0 +1,132 @@
+"""`Tool` — a registered server-side tool — and the `@tool` decorator plugins use."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, overload
+
+import jsonschema
+
+from proxy.tools.schema import schema_from_signature, strict_problems
+
+
+class ToolDefinitionError(ValueError):
+    """A tool's definition is unusable (bad name, schema, or strict-mode schema)."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the proxy runs itself when the model calls it by `name`."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    handler: Callable[..., Any]
+    timeout: float | None = None
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if (
+            not self.name
+            or len(self.name) > 64
+            or not all(c.isascii() and (c.isalnum() or c in "_-") for c in self.name)
+        ):
+            raise ToolDefinitionError(
+                f"tool name {self.name!r} must be 1-64 characters of a-z, A-Z, 0-9, '_' or '-'"
+            )
+        try:
+            self.validator.check_schema(self.parameters)
+        except jsonschema.SchemaError as exc:
+            raise ToolDefinitionError(
+                f"tool {self.name!r} has an invalid parameters schema: {exc.message}"
+            ) from exc
+        if self.strict:
+            problems = strict_problems(self.parameters)
+            if problems:
+                raise ToolDefinitionError(
+                    f"tool {self.name!r} asks for strict mode but its schema breaks "
+                    f"OpenAI's strict rules: {'; '.join(problems)}"
+                )
+        if self.timeout is not None and self.timeout <= 0:
+            raise ToolDefinitionError(f"tool {self.name!r} timeout must be positive")
+
+    @cached_property
+    def validator(self) -> jsonschema.protocols.Validator:
+        """A compiled validator for the arguments, built once per tool."""
+        cls = jsonschema.validators.validator_for(self.parameters)
+        return cls(self.parameters)
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the handler directly, so a decorated function stays usable as a function."""
+        return self.handler(*args, **kwargs)
+
+    async def invoke(self, arguments: dict[str, Any]) -> Any:
+        """Run the handler with already-validated keyword arguments, off the loop if sync."""
+        if self.is_async:
+            return await self.handler(**arguments)
+        return await asyncio.to_thread(self.handler, **arguments)
+
+    def openai_function(self) -> dict[str, Any]:
+        """The `function` object of a Chat Completions tool definition."""
+        spec: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+        }
+        if self.strict:
+            spec["strict"] = True
+        return spec
+
+
+@overload
+def tool(func: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    strict: bool = False,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    strict: bool = False,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Register a function as a server-side tool, bare (`@tool`) or with options (`@tool(...)`).
+
+    The JSON schema and description come from the signature and docstring unless given.
+    """
+
+    def make(fn: Callable[..., Any]) -> Tool:
+        derived_description, derived_parameters = schema_from_signature(fn, strict=strict)
+        return Tool(
+            name=name or fn.__name__,
+            description=description if description is not None else derived_description,
+            parameters=parameters if parameters is not None else derived_parameters,
+            handler=fn,
+            timeout=timeout,
+            strict=strict,
+        )
+
+    if func is not None:
+        return make(func)
+    return make

@@ -1,0 +1,92 @@
+"""A scripted upstream for tests: replays recorded bodies (whole or torn) and records requests.
+
+Mounted in process through respx, or served for real on loopback by `tests/servers.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(name: str) -> bytes:
+    """A recorded upstream body, e.g. `fixture("chat/groq-tool-call.sse")`."""
+    return (FIXTURES / name).read_bytes()
+
+
+def tear(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """Split `data` at the given offsets, as a network might deliver it."""
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+@dataclass
+class Reply:
+    """One scripted upstream response."""
+
+    body: bytes | list[bytes]
+    status: int = 200
+    content_type: str = "text/event-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pieces(self) -> list[bytes]:
+        return self.body if isinstance(self.body, list) else [self.body]
+
+
+def sse(*chunks: dict[str, Any], done: bool = True) -> bytes:
+    """An SSE body made of chat chunks (and `[DONE]`)."""
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+    return body + (b"data: [DONE]\n\n" if done else b"")
+
+
+def text_stream(text: str, completion_id: str = "chatcmpl-final", words: int = 0) -> bytes:
+    """A plain content stream saying `text`, one chunk per word."""
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    parts = text.split(" ")
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    for i, part in enumerate(parts):
+        piece = part if i == 0 else " " + part
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return sse(*chunks)
+
+
+class ScriptedUpstream:
+    """Answers each request with the next scripted reply; keeps every request body."""
+
+    def __init__(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+
+    def next_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
+        self.requests.append(json.loads(body) if body else {})
+        self.headers.append(headers)
+        if not self.replies:
+            raise AssertionError("the upstream got more requests than scripted")
+        return self.replies.pop(0)
+
+    def respx_handler(self, request: httpx.Request) -> httpx.Response:
+        reply = self.next_reply(request.content, dict(request.headers))
+        return httpx.Response(
+            reply.status,
+            headers={"content-type": reply.content_type, **reply.headers},
+            stream=_Pieces(reply.pieces),
+        )
+
+
+class _Pieces(httpx.AsyncByteStream):
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
