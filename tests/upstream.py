@@ -66,9 +66,13 @@ class ScriptedUpstream:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
 
     def next_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
-        self.requests.append(json.loads(body) if body else {})
+        try:
+            self.requests.append(json.loads(body) if body else {})
+        except ValueError:
+            self.requests.append({"raw": body})
         self.headers.append(headers)
         if not self.replies:
             raise AssertionError("the upstream got more requests than scripted")

@@ -1,0 +1,73 @@
+"""Real servers on loopback for tests: the proxy under uvicorn, and a scripted upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.upstream import ScriptedUpstream
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run `app` under a real uvicorn server on 127.0.0.1 in a thread; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    else:  # pragma: no cover
+        raise RuntimeError("uvicorn did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def upstream_app(script: ScriptedUpstream, gate: threading.Event | None = None) -> Starlette:
+    """An HTTP server answering every path from `script`.
+
+    With `gate`, it sends the first piece of each reply, then waits for the gate (at most
+    5 s) before the rest — so a test can tell streaming from buffering.
+    """
+
+    async def handle(request: Request) -> Response:
+        body = await request.body()
+        script.paths.append(f"{request.method} {request.url.path}?{request.url.query}")
+        reply = script.next_reply(body, dict(request.headers))
+
+        async def pieces() -> Any:
+            for i, piece in enumerate(reply.pieces):
+                if i == 1 and gate is not None:
+                    await asyncio.to_thread(gate.wait, 5)
+                yield piece
+
+        return StreamingResponse(
+            pieces(),
+            status_code=reply.status,
+            headers={"content-type": reply.content_type, **reply.headers},
+        )
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", handle, methods=methods)])
