@@ -70,7 +70,9 @@ def make_client() -> Callable[..., openai.AsyncOpenAI]:
 
 
 @pytest.fixture
-async def client(make_client: Callable[..., openai.AsyncOpenAI]) -> AsyncIterator[openai.AsyncOpenAI]:
+async def client(
+    make_client: Callable[..., openai.AsyncOpenAI],
+) -> AsyncIterator[openai.AsyncOpenAI]:
     c = make_client()
     yield c
     await c.close()

@@ -16,7 +16,7 @@ def test_framing_variants():
         b": keep-alive\r\n\r\n"
         b"data: one\r\n\r\n"
         b"data:two\n\n"
-        b"event: response.created\ndata: {\"a\": 1}\n\n"
+        b'event: response.created\ndata: {"a": 1}\n\n'
         b"id: 7\nretry: 10\ndata: x\ndata: y\n\n"
         b"data: tail-without-blank-line"
     )
