@@ -1,0 +1,218 @@
+"""Real parts, really started: the proxy under uvicorn on loopback, a real HTTP upstream on
+loopback, and the real `openai` client — including an unmodified app pointed at the proxy
+with `OPENAI_BASE_URL` while the proxy runs as `openai-tool-proxy serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from proxy.app import create_app
+from proxy.config import Settings
+from tests.chunks import calls_round, text_round
+from tests.conftest import SERVER_TOOLS
+from tests.servers import free_port, serve, upstream_app
+from tests.upstream import Reply, ScriptedUpstream, fixture, text_stream
+
+
+def framed(body: bytes) -> list[bytes]:
+    """A body as the network would carry it, one SSE frame per write."""
+    return [frame + b"\n\n" for frame in body.split(b"\n\n") if frame]
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def proxy_for(script: ScriptedUpstream, gate: threading.Event | None = None, **settings):
+    """Start the upstream and the proxy; yield an `openai.OpenAI` client of the proxy."""
+    with serve(upstream_app(script, gate)) as upstream_url:
+        app = create_app(Settings(upstream=upstream_url + "/v1", **settings), SERVER_TOOLS)
+        with serve(app) as proxy_url:
+            yield openai.OpenAI(api_key="sk-test", base_url=proxy_url + "/v1", max_retries=0)
+
+
+def test_content_streams_chunk_by_chunk(gate):
+    script = ScriptedUpstream(Reply(framed(text_stream("one two three four"))))
+    for client in proxy_for(script, gate):
+        started = time.monotonic()
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "count"}], stream=True
+        )
+        chunks = iter(stream)
+        first = next(chunks)
+        assert first.choices[0].delta.role == "assistant"
+        assert not gate.is_set() and time.monotonic() - started < 2.5
+        gate.set()
+        rest = list(chunks)
+        assert "".join(c.choices[0].delta.content or "" for c in rest) == "one two three four"
+
+
+def test_the_round_after_a_server_tool_streams_too(gate):
+    script = ScriptedUpstream(
+        calls_round(("c1", "weather", '{"location": "Lima"}')),
+        Reply(framed(text_stream("Warm in Lima", "chatcmpl-2"))),
+    )
+    for client in proxy_for(script, gate):
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "weather"}], stream=True
+        )
+        seen = []
+        for chunk in stream:
+            seen.append(chunk)
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        assert not gate.is_set()  # round 2's first word arrived before its upstream went on
+        gate.set()
+        seen.extend(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in seen if c.choices)
+        assert text == "Warm in Lima"
+        assert {c.id for c in seen} == {"chatcmpl-1"}
+    assert script.requests[1]["messages"][-1]["content"] == "Sunny, 21°C in Lima"
+
+
+def test_stream_helper_over_real_sockets():
+    script = ScriptedUpstream(
+        Reply(fixture("chat/deepseek-reasoner-tool-call.sse")),
+        text_round("Sunny in San Francisco"),
+    )
+    for client in proxy_for(script):
+        with client.chat.completions.stream(
+            model="m", messages=[{"role": "user", "content": "weather"}]
+        ) as stream:
+            final = stream.get_final_completion()
+        assert final.choices[0].message.content == "Sunny in San Francisco"
+        assert not final.choices[0].message.tool_calls
+
+
+def test_other_endpoints_pass_through_byte_for_byte():
+    models = b'{"object":"list","data":[{"id":"m","object":"model"}]}'
+    missing = b'{"error":{"message":"no such model","type":"invalid_request_error"}}'
+    script = ScriptedUpstream(
+        Reply(models, content_type="application/json", headers={"x-request-id": "r1"}),
+        Reply(missing, status=404, content_type="application/json"),
+        Reply(b'{"ok":true}', content_type="application/json"),
+    )
+    for client in proxy_for(script):
+        base = str(client.base_url).rstrip("/")
+        with httpx.Client() as http:
+            listed = http.get(base + "/models?limit=2", headers={"authorization": "Bearer sk-x"})
+            gone = http.get(base + "/models/nope")
+            upload = http.post(
+                base + "/files", files={"file": ("a.jsonl", b"{}\n" * 1000)}, data={"purpose": "x"}
+            )
+        assert (listed.status_code, listed.content) == (200, models)
+        assert listed.headers["x-request-id"] == "r1"
+        assert (gone.status_code, gone.content) == (404, missing)
+        assert upload.status_code == 200
+    assert script.paths[:2] == ["GET /v1/models?limit=2", "GET /v1/models/nope?"]
+    assert script.headers[0]["authorization"] == "Bearer sk-x"
+    assert b"{}\n" * 1000 in script.requests[2]["raw"]
+
+
+def test_an_unreachable_upstream_is_a_502_in_the_openai_format():
+    app = create_app(Settings(upstream=f"http://127.0.0.1:{free_port()}/v1"), SERVER_TOOLS)
+    with serve(app) as proxy_url:
+        client = openai.OpenAI(api_key="sk", base_url=proxy_url + "/v1", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "upstream_unreachable"
+
+
+UNMODIFIED_APP = """
+from openai import OpenAI
+
+client = OpenAI()
+stream = client.chat.completions.create(
+    model="gpt-4o", messages=[{"role": "user", "content": "What is 6 times 7?"}], stream=True
+)
+for chunk in stream:
+    if chunk.choices:
+        delta = chunk.choices[0].delta
+        assert not delta.tool_calls, "the proxy's own call leaked"
+        print(delta.content or "", end="", flush=True)
+"""
+
+
+def test_an_unmodified_app_pointed_at_the_served_proxy():
+    """`openai-tool-proxy serve` with the first-party calculator plugin installed."""
+    script = ScriptedUpstream(
+        calls_round(("call_1", "calculate", '{"expression": "6 * 7"}')),
+        text_round("6 times 7 is 42."),
+    )
+    port = free_port()
+    with serve(upstream_app(script)) as upstream_url:
+        env = {
+            **os.environ,
+            "TOOL_PROXY_UPSTREAM": upstream_url + "/v1",
+            "TOOL_PROXY_PORT": str(port),
+            "TOOL_PROXY_PLUGINS": "calculator,clock",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/health", server)
+            app_env = {
+                **os.environ,
+                "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+                "OPENAI_API_KEY": "sk-user",
+            }
+            result = subprocess.run(
+                [sys.executable, "-c", UNMODIFIED_APP],
+                env=app_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            server.terminate()
+            server.wait(10)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "6 times 7 is 42."
+    tools = {t["function"]["name"] for t in script.requests[0]["tools"]}
+    assert {"calculate", "current_time"} <= tools
+    assert script.requests[1]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "42",
+    }
+    assert script.headers[0]["authorization"] == "Bearer sk-user"
+
+
+def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            output = server.stdout.read().decode() if server.stdout else ""
+            raise AssertionError(f"the proxy exited: {output}")
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the proxy did not become healthy")
+
+
+def test_health_lists_the_tools():
+    app = create_app(Settings(upstream="http://127.0.0.1:9/v1"), SERVER_TOOLS)
+    with serve(app) as url:
+        body = httpx.get(url + "/health").json()
+    assert body == {"status": "ok", "tools": sorted(SERVER_TOOLS)}
+    assert json.dumps(body)
