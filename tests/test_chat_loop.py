@@ -530,3 +530,16 @@ async def test_client_keys_are_enforced_when_configured(upstream):
     assert denied.status_code == 401
     assert denied.json()["error"]["code"] == "invalid_api_key"
     assert allowed.status_code == 200
+
+
+async def test_a_body_ending_without_its_blank_line_loses_nothing(upstream, client):
+    body = sse(chunk({"role": "assistant", "content": "a"}), done=False)
+    upstream(
+        Reply(
+            body + b'data: {"id": "chatcmpl-1", "choices": [{"index": 0, '
+            b'"delta": {"content": "b"}, "finish_reason": "stop"}]}'
+        )
+    )
+    chunks = await stream_all(client)
+    assert content_of(chunks) == "ab"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"

@@ -55,10 +55,11 @@ class ChatStream:
         return out
 
     def end_round(self) -> RoundOutcome:
-        for event in self.decoder.close():
-            frame = self._event(event.data)
-            if frame is not None:  # pragma: no cover - a body ending without a blank line
-                raise RuntimeError("unexpected output at end of stream")
+        tail = [
+            frame
+            for event in self.decoder.close()
+            if (frame := self._event(event.data)) is not None
+        ]
         if self.round_usage is not None:
             self.usage = add_usage(self.usage, self.round_usage)
             self.round_usage = None
@@ -68,6 +69,7 @@ class ChatStream:
             server_calls=[ToolCall(c.id, c.name, c.arguments) for c in server],
             client_calls=len(self.visible),
             failed=self.failed,
+            tail=tail,
         )
 
     def _event(self, data: bytes) -> bytes | None:

@@ -104,6 +104,9 @@ class Engine:
                     yield frame
                 return
             outcome = conv.end_round()
+            for frame in outcome.tail:
+                sent = True
+                yield frame
             if outcome.failed:
                 return  # the upstream's error event already reached the client
             if not outcome.server_calls or round_no >= self.max_rounds:

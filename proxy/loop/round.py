@@ -16,6 +16,7 @@ class RoundOutcome:
     server_calls: list[ToolCall] = field(default_factory=list)
     client_calls: int = 0
     failed: bool = False
+    tail: list[bytes] = field(default_factory=list)  # client bytes the body's end released
 
 
 class Conversation(Protocol):
