@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -27,15 +28,25 @@ class Settings:
     tool_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.upstream)
+        for name in ("upstream", "port", "max_rounds", "tool_timeout"):
+            problem = _problem(name, getattr(self, name))
+            if problem:
+                raise ConfigError(f"{name} {problem}")
+
+
+def _problem(name: str, value: Any) -> str | None:
+    """What is wrong with a well-typed value, or None."""
+    if name == "upstream":
+        parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"upstream must be an http(s) URL, got {self.upstream!r}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port must be 0-65535, got {self.port}")
-        if self.max_rounds < 1:
-            raise ConfigError(f"max_rounds must be at least 1, got {self.max_rounds}")
-        if self.tool_timeout <= 0:
-            raise ConfigError(f"tool_timeout must be positive, got {self.tool_timeout}")
+            return f"must be an http(s) URL including /v1, got {value!r}"
+    elif name == "port" and not 0 <= value <= 65535:
+        return f"must be 0-65535, got {value}"
+    elif name == "max_rounds" and value < 1:
+        return f"must be at least 1, got {value}"
+    elif name == "tool_timeout" and not (math.isfinite(value) and value > 0):
+        return f"must be a positive number of seconds, got {value}"
+    return None
 
 
 _NAMES = [f.name for f in fields(Settings)]
@@ -68,6 +79,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {exc.reason}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     unknown = sorted(set(data) - set(_NAMES))
@@ -76,10 +89,18 @@ def _from_file(path: Path) -> dict[str, Any]:
             f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
             f"known: {', '.join(_NAMES)}"
         )
-    return {name: _coerce(name, value, f"{path}: {name}") for name, value in data.items()}
+    return {name: _coerce(name, value, f"config file {path}") for name, value in data.items()}
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
+    coerced = _typed(name, value, where)
+    problem = _problem(name, coerced)
+    if problem:
+        raise ConfigError(f"{name} (from {where}) {problem}")
+    return coerced
+
+
+def _typed(name: str, value: Any, where: str) -> Any:
     try:
         if name in ("port", "max_rounds"):
             if isinstance(value, bool) or not isinstance(value, int | str):
@@ -105,4 +126,4 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             "api_keys": "a comma-separated list",
             "plugins": "a comma-separated list",
         }.get(name, "a string")
-        raise ConfigError(f"{where} must be {kind}, got {value!r}") from None
+        raise ConfigError(f"{name} (from {where}) must be {kind}, got {value!r}") from None

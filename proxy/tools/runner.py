@@ -63,15 +63,18 @@ class ToolRunner:
         if problem is not None:
             return ToolResult(call, f"error: invalid arguments for {call.name!r}: {problem}", False)
         timeout = tool.timeout if tool.timeout is not None else self.default_timeout
+        deadline = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 value = await tool.invoke(arguments)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if not deadline.expired():  # the tool's own TimeoutError, not ours
+                return ToolResult(call, f"error: {call.name!r} failed: {_describe(exc)}", False)
             log.warning("tool %s timed out after %ss", call.name, timeout)
             return ToolResult(
                 call, f"error: {call.name!r} timed out after {timeout:g} seconds", False
             )
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             log.warning("tool %s raised %s: %s", call.name, type(exc).__name__, exc)
             return ToolResult(call, f"error: {call.name!r} failed: {_describe(exc)}", False)
         return ToolResult(call, _as_text(value), True)

@@ -68,8 +68,29 @@ class Tool:
         """Call the handler directly, so a decorated function stays usable as a function."""
         return self.handler(*args, **kwargs)
 
+    @cached_property
+    def _defaulted(self) -> frozenset[str]:
+        """Parameters with a default that does not admit None (see `invoke`)."""
+        try:
+            params = inspect.signature(self.handler).parameters.values()
+        except (TypeError, ValueError):
+            return frozenset()
+        return frozenset(
+            p.name
+            for p in params
+            if p.default is not inspect.Parameter.empty and p.default is not None
+        )
+
     async def invoke(self, arguments: dict[str, Any]) -> Any:
-        """Run the handler with already-validated keyword arguments, off the loop if sync."""
+        """Run the handler with already-validated keyword arguments, off the loop if sync.
+
+        A `null` for a parameter with a non-null default means "use the default": strict mode
+        makes every parameter required, so that is how a model leaves one out.
+        """
+        if self._defaulted:
+            arguments = {
+                k: v for k, v in arguments.items() if v is not None or k not in self._defaulted
+            }
         if self.is_async:
             return await self.handler(**arguments)
         return await asyncio.to_thread(self.handler, **arguments)
@@ -119,7 +140,7 @@ def tool(
     def make(fn: Callable[..., Any]) -> Tool:
         derived_description, derived_parameters = schema_from_signature(fn, strict=strict)
         return Tool(
-            name=name or fn.__name__,
+            name=name if name is not None else fn.__name__,
             description=description if description is not None else derived_description,
             parameters=parameters if parameters is not None else derived_parameters,
             handler=fn,
