@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -29,7 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openai-tool-proxy: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     if args.command == "tools":
-        print_tools(registry, json_output=args.json)
+        try:
+            print_tools(registry, json_output=args.json)
+        except BrokenPipeError:  # e.g. `openai-tool-proxy tools | head`
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep exit quiet
         return 0
     serve(settings, registry)
     return 0
