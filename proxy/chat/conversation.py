@@ -83,7 +83,9 @@ class ChatConversation:
     def end_round(self) -> RoundOutcome:
         return self.reader.end_round()
 
-    def add_results(self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool) -> None:
+    def add_results(
+        self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool
+    ) -> list[bytes]:
         message = self.reader.message
         self.history.append(message.message())
         for result in results:
@@ -100,7 +102,9 @@ class ChatConversation:
             self.body[key] = "none"
         elif self.body.get(key) not in (None, "auto", "none"):
             self.body[key] = "auto"  # a forced choice holds for the first round only
-        self.reader.start_round()
+        if not outcome.client_calls:  # a mixed round ends here: finish() still needs it
+            self.reader.start_round()
+        return []
 
     def finish(self) -> list[bytes]:
         return self.reader.finish()

@@ -112,12 +112,15 @@ class Engine:
             if not outcome.server_calls or round_no >= self.max_rounds:
                 break
             results = await self.runner.run_all(outcome.server_calls)
-            if outcome.client_calls:
-                break  # a mixed round: the client answers its own calls next
             signature = tuple((c.name, c.arguments) for c in outcome.server_calls)
             repeated = signature in seen_calls
             seen_calls.add(signature)
-            conv.add_results(outcome, results, last=repeated or round_no + 1 >= self.max_rounds)
+            last = repeated or round_no + 1 >= self.max_rounds
+            for frame in conv.add_results(outcome, results, last=last):
+                sent = True
+                yield frame
+            if outcome.client_calls:
+                break  # a mixed round: the client answers its own calls next
         for frame in conv.finish():
             yield frame
 

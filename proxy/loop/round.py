@@ -38,9 +38,12 @@ class Conversation(Protocol):
     def end_round(self) -> RoundOutcome:
         """The upstream body ended."""
 
-    def add_results(self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool) -> None:
-        """Prepare the next round: its request carries this round's output plus the tool
-        results. `last` asks for a final round in which the model may call no tool."""
+    def add_results(
+        self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool
+    ) -> list[bytes]:
+        """Take the tools' results: prepare the next round, whose request carries this round's
+        output plus the results (`last` asks for a round in which the model may call no
+        tool), and return any bytes that show the results to the client."""
 
     def finish(self) -> list[bytes]:
         """Close the client's response (stream tail, or the whole non-streaming body)."""
