@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -14,11 +14,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy.auth import ClientKeys
-from proxy.chat.conversation import ChatConversation, check_request
+from proxy.chat.conversation import ChatConversation
+from proxy.chat.conversation import check_request as check_chat
 from proxy.config import Settings
 from proxy.errors import APIError
-from proxy.loop.engine import Engine
+from proxy.loop.engine import Engine, Exchange
+from proxy.loop.round import Conversation
 from proxy.passthrough import raw_response, relay
+from proxy.responses.chains import ResponseChains
+from proxy.responses.conversation import ResponsesConversation
+from proxy.responses.conversation import check_request as check_responses
 from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream
@@ -39,20 +44,32 @@ def create_app(
     upstream = Upstream(settings.upstream, settings.upstream_api_key, transport)
     engine = Engine(upstream, ToolRunner(registry, settings.tool_timeout), settings.max_rounds)
 
+    chains = ResponseChains()
+
     async def chat_completions(request: Request) -> Response:
         raw = await request.body()
-        body = check_request(parse_json(raw))
-        conv = ChatConversation(body, registry)
+        conv = ChatConversation(check_chat(parse_json(raw)), registry)
+        if not conv.intercepts:
+            return await relay(upstream, request, raw)
+        return respond(conv, await engine.start(conv, list(request.headers.items())))
+
+    async def responses(request: Request) -> Response:
+        raw = await request.body()
+        body = check_responses(parse_json(raw))
+        if isinstance(body.get("previous_response_id"), str):
+            body["previous_response_id"] = chains.resolve(body["previous_response_id"])
+        conv = ResponsesConversation(body, registry, settings.show_calls)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
         exchange = await engine.start(conv, list(request.headers.items()))
-        if conv.streaming:
-            return raw_response(200, httpx.Headers(exchange.headers), exchange.body)
-        response = Response(exchange.first, media_type="application/json")
-        for name, value in exchange.headers:
-            if name.lower() not in response.headers:
-                response.headers.append(name, value)
-        return response
+
+        def remember() -> None:
+            if conv.client_id and conv.upstream_id:
+                chains.remember(conv.client_id, conv.upstream_id)
+
+        if not conv.streaming:
+            remember()
+        return respond(conv, exchange, on_end=remember)
 
     async def passthrough(request: Request) -> Response:
         return await relay(upstream, request)
@@ -78,6 +95,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/{path:path}", passthrough, methods=_ALL_METHODS),
             Route("/health", health, methods=["GET"]),
         ],
@@ -88,6 +106,26 @@ def create_app(
     app.state.registry = registry
     app.state.upstream = upstream
     return app
+
+
+def respond(
+    conv: Conversation, exchange: Exchange, on_end: Callable[[], None] | None = None
+) -> Response:
+    """The client's response: streamed as the rounds go, or the one merged JSON body."""
+    if conv.streaming:
+        body = exchange.body if on_end is None else _then(exchange.body, on_end)
+        return raw_response(200, httpx.Headers(exchange.headers), body)
+    response = Response(exchange.first, media_type="application/json")
+    for name, value in exchange.headers:
+        if name.lower() not in response.headers:
+            response.headers.append(name, value)
+    return response
+
+
+async def _then(body: AsyncIterator[bytes], on_end: Callable[[], None]) -> AsyncIterator[bytes]:
+    async for part in body:
+        yield part
+    on_end()
 
 
 def parse_json(raw: bytes) -> object:

@@ -26,6 +26,7 @@ class Settings:
     plugins: tuple[str, ...] | None = None
     max_rounds: int = 8
     tool_timeout: float = 30.0
+    show_calls: bool = False
 
     def __post_init__(self) -> None:
         for name in ("upstream", "port", "max_rounds", "tool_timeout"):
@@ -50,6 +51,8 @@ def _problem(name: str, value: Any) -> str | None:
 
 
 _NAMES = [f.name for f in fields(Settings)]
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}  # fmt: skip
 ENV_PREFIX = "TOOL_PROXY_"
 
 
@@ -110,6 +113,12 @@ def _typed(name: str, value: Any, where: str) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise ValueError
             return float(value)
+        if name == "show_calls":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+                return _BOOLEANS[value.strip().lower()]
+            raise ValueError
         if name in ("api_keys", "plugins"):
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
@@ -125,5 +134,6 @@ def _typed(name: str, value: Any, where: str) -> Any:
             "tool_timeout": "a number of seconds",
             "api_keys": "a comma-separated list",
             "plugins": "a comma-separated list",
+            "show_calls": "true or false",
         }.get(name, "a string")
         raise ConfigError(f"{name} (from {where}) must be {kind}, got {value!r}") from None

@@ -1,0 +1,125 @@
+"""The Responses dialect: tools injected into the request, and each next round asked for either
+by replaying the input with the round's output, or by chaining on the upstream's stored state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.errors import APIError
+from proxy.loop.round import RoundOutcome
+from proxy.responses.calls import function_call_output, unfold_mcp_items
+from proxy.responses.result import ResponseReader
+from proxy.responses.stream import ResponsesStream
+from proxy.tools.registry import Registry
+from proxy.tools.runner import ToolResult
+
+
+def check_request(body: Any) -> dict[str, Any]:
+    """The request body as a dict, or a 400 naming what is wrong with it."""
+    if not isinstance(body, dict):
+        raise APIError.of(400, "the request body must be a JSON object")
+    if body.get("input") is not None and not isinstance(body["input"], str | list):
+        raise APIError.of(400, "'input' must be a string or an array of items", param="input")
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise APIError.of(400, "'tools' must be an array", param="tools")
+    return body
+
+
+def client_tool_names(body: dict[str, Any]) -> set[str]:
+    return {
+        spec["name"]
+        for spec in body.get("tools") or []
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str)
+    }
+
+
+class ResponsesConversation:
+    """One `/responses` request across its rounds (implements `Conversation`)."""
+
+    path = "/responses"
+
+    def __init__(self, body: dict[str, Any], registry: Registry, show_calls: bool) -> None:
+        claimed = client_tool_names(body)
+        tools = [entry.tool for name, entry in registry.items() if name not in claimed]
+        self.server_tools = frozenset(t.name for t in tools)
+        if tools:
+            body["tools"] = [
+                *(body.get("tools") or []),
+                *({"type": "function", **t.openai_function(), "strict": t.strict} for t in tools),
+            ]
+        raw_input = body.get("input")
+        if isinstance(raw_input, list):
+            body["input"] = unfold_mcp_items(raw_input)
+        self.body = body
+        self.streaming = bool(body.get("stream"))
+        # Upstream state: chain rounds on it rather than replaying the whole input.
+        self.conversation = body.get("conversation") is not None
+        self.chained = self.conversation or (
+            body.get("previous_response_id") is not None or body.get("store") is True
+        )
+        self.history: list[Any] = []
+        self.next_input: list[Any] | None = None
+        self.reader: ResponsesStream | ResponseReader = (
+            ResponsesStream(self.server_tools, show_calls)
+            if self.streaming
+            else ResponseReader(self.server_tools, show_calls)
+        )
+
+    @property
+    def intercepts(self) -> bool:
+        """Whether server tools take part: background responses have no stream to act on."""
+        return bool(self.server_tools) and not self.body.get("background")
+
+    def request(self) -> dict[str, Any]:
+        if self.next_input is None:
+            return self.body
+        body = {**self.body, "input": self.next_input}
+        if self.chained and not self.conversation:
+            body["previous_response_id"] = self.reader.merged.upstream_id
+        return body
+
+    def feed(self, data: bytes) -> list[bytes]:
+        return self.reader.feed(data)
+
+    def end_round(self) -> RoundOutcome:
+        return self.reader.end_round()
+
+    def add_results(
+        self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool
+    ) -> list[bytes]:
+        outputs = [function_call_output(result) for result in results]
+        if self.chained:
+            self.next_input = outputs
+        else:
+            self.history += [*self.reader.round_items(), *outputs]
+            self.next_input = [*_as_items(self.body.get("input")), *self.history]
+        if last:
+            self.body["tool_choice"] = "none"
+        elif self.body.get("tool_choice") not in (None, "auto", "none"):
+            self.body["tool_choice"] = "auto"  # a forced choice holds for the first round only
+        frames = self.reader.show_results(results)
+        if not outcome.client_calls:  # a mixed round ends here: finish() still needs it
+            self.reader.start_round()
+        return frames
+
+    def finish(self) -> list[bytes]:
+        return self.reader.finish()
+
+    def fail(self, message: str, code: str) -> list[bytes]:
+        return self.reader.fail(message, code)
+
+    @property
+    def client_id(self) -> str | None:
+        return self.reader.merged.client_id
+
+    @property
+    def upstream_id(self) -> str | None:
+        return self.reader.merged.upstream_id
+
+
+def _as_items(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    return list(value)

@@ -1,0 +1,82 @@
+"""Reading non-streamed Responses rounds, and merging them into the response the client gets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.errors import APIError
+from proxy.loop.round import RoundOutcome
+from proxy.responses.calls import HiddenCall, is_server_call, mcp_item
+from proxy.responses.merged import MergedResponse
+from proxy.tools.runner import ToolResult
+
+
+class ResponseReader:
+    """The non-streaming counterpart of `ResponsesStream`: same loop, one JSON body per round."""
+
+    def __init__(self, server_tools: frozenset[str], show_calls: bool) -> None:
+        self.server_tools = server_tools
+        self.show_calls = show_calls
+        self.merged = MergedResponse(server_tools)
+        self.start_round()
+
+    def start_round(self) -> None:
+        self.body = bytearray()
+        self.items: list[dict[str, Any]] = []
+        self.hidden: list[tuple[int | None, HiddenCall]] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.body += data
+        return []
+
+    def end_round(self) -> RoundOutcome:
+        try:
+            response = orjson.loads(self.body)
+            output = response["output"]
+            if not isinstance(output, list):
+                raise TypeError("output is not a list")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise APIError.of(
+                502,
+                "the upstream API sent a body that is not a response: "
+                + bytes(self.body[:300]).decode("utf-8", "replace"),
+                "server_error",
+                code="bad_upstream_response",
+            ) from exc
+        self.merged.begin(response)
+        self.merged.end(response)
+        self.items = output
+        client_calls = 0
+        for item in output:
+            if is_server_call(item, self.server_tools):
+                hidden = HiddenCall(item)
+                hidden.finish(item)
+                place = None
+                if self.show_calls:
+                    place = self.merged.place()
+                    self.merged.output[place] = mcp_item(hidden.call, None)
+                self.hidden.append((place, hidden))
+            else:
+                self.merged.output[self.merged.place()] = item
+                client_calls += item.get("type") == "function_call"
+        return RoundOutcome(
+            server_calls=[hidden.call for _, hidden in self.hidden], client_calls=client_calls
+        )
+
+    def round_items(self) -> list[dict[str, Any]]:
+        return self.items
+
+    def show_results(self, results: list[ToolResult]) -> list[bytes]:
+        by_call = {r.call.id: r for r in results}
+        for place, hidden in self.hidden:
+            if place is not None:
+                self.merged.output[place] = mcp_item(hidden.call, by_call.get(hidden.call.id))
+        return []
+
+    def finish(self) -> list[bytes]:
+        return [orjson.dumps(self.merged.final())]
+
+    def fail(self, message: str, code: str) -> list[bytes]:  # pragma: no cover - never sent
+        raise AssertionError("a non-streaming response has nothing sent before it ends")

@@ -1,0 +1,244 @@
+"""Stitching the rounds of a streamed Responses request into the one event stream the client
+sees. Sans-I/O: upstream SSE bytes in, client SSE bytes out.
+
+The client sees one `response.created`/`.in_progress` (the first round's), every event of the
+visible items with `output_index` renumbered without gaps, `sequence_number` counting from 0,
+and one terminal event whose response lists the visible items and the summed usage. Server
+calls are hidden from `output_item.added` to `output_item.done` — or shown as `mcp_call`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.loop.round import RoundOutcome
+from proxy.responses.calls import HiddenCall, is_server_call, mcp_item
+from proxy.responses.merged import MergedResponse
+from proxy.sse import SSEDecoder, encode
+from proxy.tools.runner import ToolResult
+
+_STARTS = frozenset({"response.created", "response.in_progress", "response.queued"})
+_ENDS = frozenset({"response.completed", "response.incomplete"})
+
+
+class ResponsesStream:
+    """One client stream, across every upstream round of the request."""
+
+    def __init__(self, server_tools: frozenset[str], show_calls: bool) -> None:
+        self.server_tools = server_tools
+        self.show_calls = show_calls
+        self.merged = MergedResponse(server_tools)
+        self.sequence = 0
+        self.round_no = 0
+        self.start_round()
+
+    def start_round(self) -> None:
+        self.round_no += 1
+        self.decoder = SSEDecoder()
+        self.indices: dict[int, int] = {}  # upstream output_index -> client output_index
+        self.hidden: dict[int, HiddenCall] = {}  # upstream output_index -> server call
+        self.items: dict[int, dict[str, Any]] = {}  # this round's finished items, for replay
+        self.terminal: str | None = None
+        self.failed = False  # a terminal failure: nothing after it matters
+        self.errored = False  # an `error` event reached the client
+
+    # -- upstream events in ----------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for event in self.decoder.feed(data):
+            out.extend(self._event(event.data))
+        return out
+
+    def end_round(self) -> RoundOutcome:
+        tail = [frame for event in self.decoder.close() for frame in self._event(event.data)]
+        calls = [hidden.call for hidden in self.hidden.values()]
+        client_calls = sum(
+            1
+            for oi, item in self.items.items()
+            if oi not in self.hidden and item.get("type") == "function_call"
+        )
+        failed = self.failed or self.errored
+        if self.terminal is None and not failed:
+            # The body ended without a terminal event: nothing more can come of this round.
+            message = "the upstream stream ended before the response completed"
+            tail.extend(self.fail(message, "upstream_incomplete"))
+            failed = True
+        return RoundOutcome(
+            server_calls=[] if failed else calls,
+            client_calls=client_calls,
+            failed=failed,
+            tail=tail,
+        )
+
+    def round_items(self) -> list[dict[str, Any]]:
+        """This round's output items in upstream order, every field kept (for replay)."""
+        return [self.items[i] for i in sorted(self.items)]
+
+    def _event(self, data: bytes) -> list[bytes]:
+        if self.failed:
+            return []
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return [encode(data)]
+        if not isinstance(event, dict):
+            return [encode(data)]
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            return [encode(data)]
+        if kind in _STARTS:
+            response = event.get("response") or {}
+            if kind == "response.created":
+                self.merged.begin(response)
+            if self.round_no > 1:
+                return []  # the client already saw its response start
+            event["response"] = self.merged.visible(response)
+            return [self._emit(event)]
+        if kind in _ENDS:
+            response = event.get("response") or {}
+            self.merged.end(response)
+            self.terminal = kind
+            for i, item in enumerate(response.get("output") or []):
+                self.items.setdefault(i, item)
+            return []
+        if kind == "response.failed":
+            self.merged.end(event.get("response") or {})
+            self.failed = True
+            return [self._emit({**event, "response": self.merged.final()})]
+        if kind == "error":
+            self.errored = True  # the `response.failed` that follows is passed on too
+            return [self._emit(event)]
+        index = event.get("output_index")
+        if not isinstance(index, int):
+            return [self._emit(event)]  # not about an output item: pass it on
+        if kind == "response.output_item.added":
+            return self._item_added(index, event)
+        if index in self.hidden:
+            return self._hidden_event(index, kind, event)
+        if kind == "response.output_item.done":
+            item = event.get("item") or {}
+            self.items[index] = item
+            if index in self.indices:
+                self.merged.output[self.indices[index]] = item
+        client_index = self.indices.get(index, index)
+        if client_index == index and event.get("sequence_number") == self.sequence:
+            self.sequence += 1  # nothing to renumber: the upstream's bytes go out as they came
+            return [encode(data, kind.encode())]
+        event["output_index"] = client_index
+        return [self._emit(event)]
+
+    def _item_added(self, index: int, event: dict[str, Any]) -> list[bytes]:
+        item = event.get("item") or {}
+        if is_server_call(item, self.server_tools):
+            hidden = self.hidden[index] = HiddenCall(item)
+            if not self.show_calls:
+                return []
+            hidden.client_index = self.merged.place()
+            shown = mcp_item(hidden.call, None)
+            self.merged.output[hidden.client_index] = shown
+            return [
+                self._emit_item("response.output_item.added", hidden.client_index, shown),
+                self._emit_about("response.mcp_call.in_progress", hidden.client_index, shown),
+            ]
+        self.indices[index] = client_index = self.merged.place()
+        self.merged.output[client_index] = item
+        event["output_index"] = client_index
+        return [self._emit(event)]
+
+    def _hidden_event(self, index: int, kind: str, event: dict[str, Any]) -> list[bytes]:
+        hidden = self.hidden[index]
+        shown = hidden.client_index
+        if kind == "response.function_call_arguments.delta":
+            delta = event.get("delta") or ""
+            hidden.parts.append(delta)
+            if shown is not None and delta:
+                item_id = self.merged.output[shown]["id"]
+                return [
+                    self._emit(
+                        {
+                            "type": "response.mcp_call_arguments.delta",
+                            "item_id": item_id,
+                            "output_index": shown,
+                            "delta": delta,
+                        }
+                    )
+                ]
+        elif kind == "response.function_call_arguments.done":
+            if isinstance(event.get("arguments"), str):
+                hidden.arguments = event["arguments"]
+        elif kind == "response.output_item.done":
+            hidden.finish(event.get("item") or {})
+            self.items[index] = hidden.item
+            if shown is not None:
+                self.merged.output[shown] = mcp_item(hidden.call, None)
+                return [
+                    self._emit(
+                        {
+                            "type": "response.mcp_call_arguments.done",
+                            "item_id": self.merged.output[shown]["id"],
+                            "output_index": shown,
+                            "arguments": hidden.call.arguments,
+                        }
+                    )
+                ]
+        return []
+
+    # -- the proxy's own output ------------------------------------------------------------
+
+    def show_results(self, results: list[ToolResult]) -> list[bytes]:
+        """Complete the `mcp_call` items of this round's calls with their outputs."""
+        frames: list[bytes] = []
+        by_call = {r.call.id: r for r in results}
+        for hidden in self.hidden.values():
+            result = by_call.get(hidden.call.id)
+            if hidden.client_index is None or hidden.shown_done or result is None:
+                continue
+            frames.extend(self._close_shown(hidden, result))
+        return frames
+
+    def _close_shown(self, hidden: HiddenCall, result: ToolResult | None) -> list[bytes]:
+        assert hidden.client_index is not None
+        hidden.shown_done = True
+        item = mcp_item(hidden.call, result)
+        if result is None:
+            item["status"] = "incomplete"
+        self.merged.output[hidden.client_index] = item
+        kind = (
+            "response.mcp_call.completed"
+            if item["status"] == "completed"
+            else ("response.mcp_call.failed")
+        )
+        return [
+            self._emit_about(kind, hidden.client_index, item),
+            self._emit_item("response.output_item.done", hidden.client_index, item),
+        ]
+
+    def finish(self) -> list[bytes]:
+        frames: list[bytes] = []
+        for hidden in self.hidden.values():  # shown calls that never ran (round limit)
+            if hidden.client_index is not None and not hidden.shown_done:
+                frames.extend(self._close_shown(hidden, None))
+        kind = self.terminal if self.terminal in _ENDS else "response.completed"
+        frames.append(self._emit({"type": kind, "response": self.merged.final()}))
+        return frames
+
+    def fail(self, message: str, code: str) -> list[bytes]:
+        response = self.merged.final(status="failed")
+        response["error"] = {"code": code, "message": message}
+        return [self._emit({"type": "response.failed", "response": response})]
+
+    def _emit_item(self, kind: str, index: int, item: dict[str, Any]) -> bytes:
+        return self._emit({"type": kind, "output_index": index, "item": item})
+
+    def _emit_about(self, kind: str, index: int, item: dict[str, Any]) -> bytes:
+        return self._emit({"type": kind, "item_id": item["id"], "output_index": index})
+
+    def _emit(self, event: dict[str, Any]) -> bytes:
+        event["sequence_number"] = self.sequence
+        self.sequence += 1
+        kind = event.get("type")
+        name = kind.encode() if isinstance(kind, str) else b""
+        return encode(orjson.dumps(event), name)
