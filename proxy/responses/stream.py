@@ -102,7 +102,9 @@ class ResponsesStream:
             self.merged.end(response)
             self.terminal = kind
             for i, item in enumerate(response.get("output") or []):
-                self.items.setdefault(i, item)
+                self.items[i] = item  # the terminal response's items are authoritative
+                if i in self.indices:
+                    self.merged.output[self.indices[i]] = item
             return []
         if kind == "response.failed":
             self.merged.end(event.get("response") or {})
