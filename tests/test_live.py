@@ -216,3 +216,27 @@ def test_health_lists_the_tools():
         body = httpx.get(url + "/health").json()
     assert body == {"status": "ok", "tools": sorted(SERVER_TOOLS)}
     assert json.dumps(body)
+
+
+def test_responses_over_real_sockets(gate):
+    from tests.events import call_events, message_events, stream_round
+
+    script = ScriptedUpstream(
+        stream_round("resp_1", call_events(0, "call_1", "weather", '{"location": "Quito"}')),
+        stream_round("resp_2", message_events(0, "Mild in Quito")),
+    )
+    body = script.replies[1].body
+    cut = body.index(b"\n\n", body.index(b"response.output_text.delta")) + 2
+    script.replies[1] = Reply([body[:cut], body[cut:]])  # the upstream pauses after a word
+    for client in proxy_for(script, gate):
+        started = time.monotonic()
+        with client.responses.stream(model="m", input="weather in Quito?") as stream:
+            for event in stream:
+                if event.type == "response.output_text.delta" and not gate.is_set():
+                    # Round 2's first word came while its upstream still waited (5 s at most).
+                    assert time.monotonic() - started < 4
+                    gate.set()
+                    first_word = event.delta
+            final = stream.get_final_response()
+        assert (final.id, final.output_text, first_word) == ("resp_1", "Mild in Quito", "Mild")
+    assert script.requests[1]["input"][-1]["output"] == "Sunny, 21°C in Quito"

@@ -77,8 +77,9 @@ def check_one_response(events: list[Any]) -> None:
     """One created, one terminal, sequence numbers from 0, output indices without gaps."""
     kinds = [e.type for e in events]
     assert kinds.count("response.created") == 1 and kinds[0] == "response.created"
-    terminals = [k for k in kinds if k in ("response.completed", "response.failed",
-                                            "response.incomplete")]
+    terminals = [
+        k for k in kinds if k in ("response.completed", "response.failed", "response.incomplete")
+    ]
     assert len(terminals) == 1 and kinds[-1] == terminals[0]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     added = [e.output_index for e in events if e.type == "response.output_item.added"]
@@ -154,7 +155,9 @@ async def hosted_tools_round(pieces: list[bytes]) -> None:
     assert error is None
     check_one_response(events)
     assert len(script.requests) == 1
-    assert [plain(i) for i in final.output] == [plain(i) for i in upstream[-1]["response"]["output"]]
+    assert [plain(i) for i in final.output] == [
+        plain(i) for i in upstream[-1]["response"]["output"]
+    ]
     # Every event passes, in order, with the upstream's own numbering.
     assert [e.type for e in events] == [e["type"] for e in upstream]
 
@@ -203,10 +206,18 @@ async def test_non_streaming_fixture_rounds():
     name = "responses/lmstudio-function-call.sse"
     first = upstream_events(name)[-1]["response"]
     second = upstream_events("responses/azure-function-call.sse")[-1]["response"]
-    second = {**second, "output": [{"id": "msg_2", "type": "message", "role": "assistant",
-                                    "status": "completed", "content": [
-                                        {"type": "output_text", "text": "Sunny.",
-                                         "annotations": []}]}]}
+    second = {
+        **second,
+        "output": [
+            {
+                "id": "msg_2",
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Sunny.", "annotations": []}],
+            }
+        ],
+    }
     script = ScriptedUpstream(
         Reply(json.dumps(first).encode(), content_type="application/json"),
         Reply(json.dumps(second).encode(), content_type="application/json"),
@@ -215,14 +226,16 @@ async def test_non_streaming_fixture_rounds():
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
         app = create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)
         async with openai.AsyncOpenAI(
-            api_key="k", base_url="http://proxy.test/v1",
+            api_key="k",
+            base_url="http://proxy.test/v1",
             http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
         ) as client:
             result = await client.responses.create(model="m", input="weather?")
     assert result.id == first["id"]
     assert [i.type for i in result.output] == ["reasoning", "message", "message"]
     assert result.output_text.endswith("Sunny.")
-    assert result.usage.total_tokens == first["usage"]["total_tokens"] + second["usage"][
-        "total_tokens"
-    ]
+    assert (
+        result.usage.total_tokens
+        == first["usage"]["total_tokens"] + second["usage"]["total_tokens"]
+    )
     assert script.requests[1]["input"][-1]["type"] == "function_call_output"
