@@ -21,9 +21,9 @@ from proxy.errors import APIError
 from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
 from proxy.passthrough import raw_response, relay
-from proxy.responses.chains import ResponseChains
 from proxy.responses.conversation import ResponsesConversation
 from proxy.responses.conversation import check_request as check_responses
+from proxy.responses.memory import ResponsesMemory
 from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream
@@ -44,7 +44,7 @@ def create_app(
     upstream = Upstream(settings.upstream, settings.upstream_api_key, transport)
     engine = Engine(upstream, ToolRunner(registry, settings.tool_timeout), settings.max_rounds)
 
-    chains = ResponseChains()
+    memory = ResponsesMemory()
 
     async def chat_completions(request: Request) -> Response:
         raw = await request.body()
@@ -56,8 +56,8 @@ def create_app(
     async def responses(request: Request) -> Response:
         raw = await request.body()
         body = check_responses(parse_json(raw))
-        if isinstance(body.get("previous_response_id"), str):
-            body["previous_response_id"] = chains.resolve(body["previous_response_id"])
+        if memory.recall(body):
+            raw = orjson.dumps(body)
         conv = ResponsesConversation(body, registry, settings.show_calls)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
@@ -65,7 +65,9 @@ def create_app(
 
         def remember() -> None:
             if conv.client_id and conv.upstream_id:
-                chains.remember(conv.client_id, conv.upstream_id)
+                memory.remember_chain(conv.client_id, conv.upstream_id)
+            for anchor, items in conv.hidden_runs.items():
+                memory.remember_hidden(anchor, items)
 
         if not conv.streaming:
             remember()

@@ -346,3 +346,42 @@ async def test_bad_request_bodies_are_400s(body, message):
         result = await http.post("/v1/responses", content=body)
     assert result.status_code == 400
     assert message in result.json()["error"]["message"]
+
+
+def reasoning_events(index: int, id: str = "rs_1"):
+    item = {"id": id, "type": "reasoning", "summary": [], "encrypted_content": "gAAA"}
+    return (
+        [
+            {"type": "response.output_item.added", "output_index": index, "item": item},
+            {"type": "response.output_item.done", "output_index": index, "item": item},
+        ],
+        item,
+    )
+
+
+async def test_a_replayed_conversation_gets_the_hidden_calls_back(upstream):
+    up = upstream(
+        stream_round("resp_1", reasoning_events(0), weather_call(1)),
+        stream_round("resp_2", message_events(0, "Sunny.", "msg_2")),
+        stream_round("resp_3", message_events(0, "Bye.", "msg_3")),
+    )
+    client = make_client()
+    _, final = await stream(client, input=[{"role": "user", "content": "weather?"}])
+    assert [i.type for i in final.output] == ["reasoning", "message"]
+    replay = [
+        {"role": "user", "content": "weather?"},
+        *(item.to_dict() for item in final.output),
+        {"role": "user", "content": "thanks"},
+    ]
+    await stream(client, input=replay)
+    sent = up.requests[2]["input"]
+    assert [i.get("type") or i["role"] for i in sent] == [
+        "user",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+        "message",
+        "user",
+    ]
+    assert sent[2]["call_id"] == sent[3]["call_id"] == "call_w"
+    assert sent[3]["output"] == weather(location="Oslo")

@@ -7,7 +7,7 @@ from typing import Any
 
 from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
-from proxy.responses.calls import function_call_output, unfold_mcp_items
+from proxy.responses.calls import function_call_output, is_server_call, unfold_mcp_items
 from proxy.responses.result import ResponseReader
 from proxy.responses.stream import ResponsesStream
 from proxy.tools.registry import Registry
@@ -51,6 +51,7 @@ class ResponsesConversation:
         if isinstance(raw_input, list):
             body["input"] = unfold_mcp_items(raw_input)
         self.body = body
+        self.show_calls = show_calls
         self.streaming = bool(body.get("stream"))
         # Upstream state: chain rounds on it rather than replaying the whole input.
         self.conversation = body.get("conversation") is not None
@@ -58,6 +59,8 @@ class ResponsesConversation:
             body.get("previous_response_id") is not None or body.get("store") is True
         )
         self.history: list[Any] = []
+        self.anchor: str | None = None  # the last item the client saw
+        self.hidden_runs: dict[str, list[dict[str, Any]]] = {}  # anchor id -> hidden items
         self.next_input: list[Any] | None = None
         self.reader: ResponsesStream | ResponseReader = (
             ResponsesStream(self.server_tools, show_calls)
@@ -88,6 +91,8 @@ class ResponsesConversation:
         self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool
     ) -> list[bytes]:
         outputs = [function_call_output(result) for result in results]
+        if not self.show_calls:  # shown calls come back as `mcp_call` items instead
+            self._note_hidden(outputs)
         if self.chained:
             self.next_input = outputs
         else:
@@ -101,6 +106,17 @@ class ResponsesConversation:
         if not outcome.client_calls:  # a mixed round ends here: finish() still needs it
             self.reader.start_round()
         return frames
+
+    def _note_hidden(self, outputs: list[dict[str, Any]]) -> None:
+        """Note which hidden calls and outputs followed which item the client saw."""
+        by_call = {output["call_id"]: output for output in outputs}
+        for item in self.reader.round_items():
+            if is_server_call(item, self.server_tools):
+                if self.anchor is not None and item.get("call_id") in by_call:
+                    run = self.hidden_runs.setdefault(self.anchor, [])
+                    run += [item, by_call[item["call_id"]]]
+            elif isinstance(item.get("id"), str):
+                self.anchor = item["id"]
 
     def finish(self) -> list[bytes]:
         return self.reader.finish()
