@@ -1,0 +1,70 @@
+"""The servers the benchmark measures: the proxy (with an instant server tool), and a bare
+pass-through proxy built the naive way (Starlette + httpx, bytes relayed as they come)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from proxy import tool
+from proxy.app import create_app
+from proxy.config import Settings
+from proxy.tools.registry import Registry
+
+
+@tool
+async def bench_echo(text: str) -> str:
+    """Echo the text back (instantly: the benchmark measures the proxy, not the tool)."""
+    return text
+
+
+def bare_app(upstream: str) -> Starlette:
+    client = httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=None))
+
+    async def relay(request: Request) -> Response:
+        headers = [
+            (k, v) for k, v in request.headers.items() if k not in ("host", "content-length")
+        ]
+        upstream_request = client.build_request(
+            request.method,
+            upstream + request.url.path.removeprefix("/v1"),
+            headers=headers,
+            content=await request.body(),
+        )
+        response = await client.send(upstream_request, stream=True)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return StreamingResponse(
+            body(),
+            status_code=response.status_code,
+            media_type=response.headers.get("content-type"),
+        )
+
+    return Starlette(routes=[Route("/v1/{path:path}", relay, methods=["GET", "POST"])])
+
+
+def main() -> None:
+    kind, upstream, port = sys.argv[1], sys.argv[2], int(os.environ["BENCH_PORT"])
+    if kind == "proxy":
+        app = create_app(Settings(upstream=upstream), Registry.of(bench_echo, plugin="bench"))
+    else:
+        app = bare_app(upstream)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
