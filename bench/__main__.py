@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +39,8 @@ class Server:
         """CPU time of every thread of the process so far (/proc/PID/task/*/schedstat)."""
         total = 0
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            try:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 total += int((task / "schedstat").read_text().split()[0])
-            except (FileNotFoundError, ProcessLookupError):
-                pass
         return total
 
     def rss_mb(self) -> float:
@@ -68,9 +65,10 @@ def start(name: str, args: list[str]) -> Server:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return Server(name, port, process)
-        except OSError:
+        except OSError as exc:
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited: {process.stderr.read().decode()}")
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"{name} exited: {stderr}") from exc
             time.sleep(0.05)
     raise RuntimeError(f"{name} did not start")
 
@@ -79,7 +77,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 CHAT = "/v1/chat/completions"
@@ -254,7 +252,7 @@ def ms(ns: float) -> str:
     return f"{ns / 1e6:.2f} ms"
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> list[str]:
     upstream = start("upstream", ["-m", "bench.upstream"])
     up_url = f"http://127.0.0.1:{upstream.port}/v1"
     proxies = {"proxy": start("proxy", ["-m", "bench.serve", "proxy", up_url])}
@@ -264,7 +262,11 @@ async def run(args: argparse.Namespace) -> None:
     direct = Server("direct", upstream.port, upstream.process)
     proxy = proxies["proxy"]
     lines: list[str] = []
-    say: Callable[[str], None] = lambda line: (print(line, flush=True), lines.append(line))
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     try:
         await asyncio.sleep(0.5)
         idle = proxy.rss_mb()
@@ -278,14 +280,14 @@ async def run(args: argparse.Namespace) -> None:
             targets = {"direct": direct, **proxies}
             lat = await latency(targets, path, args.rounds)
             base = lat["direct"]
-            say(f"### {api}: pass-through, {args.rounds} interleaved requests × 50 chunks")
+            say(f"### {api}: pass-through, {args.rounds} interleaved requests x 50 chunks")
             say(
                 "| target | TTFT p50 | TTFT p99 | added TTFT p50 | chunk latency p50 | "
                 "chunk p99 | added per chunk p50 | CPU per chunk | errors |"
             )
             say("|---|---|---|---|---|---|---|---|---|")
             for name, fig in lat.items():
-                cpu = "–"
+                cpu = "-"
                 if name != "direct":
                     cpu = us(await cpu_per_chunk(targets[name], path, args.cpu_requests, 500))
                 say(
@@ -340,14 +342,13 @@ async def run(args: argparse.Namespace) -> None:
             server.process.terminate()
         for server in [*proxies.values(), upstream]:
             server.process.wait(10)
-    if args.output:
-        Path(args.output).write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--rounds", type=int, default=200, help="interleaved latency requests")
-    parser.add_argument("--cpu-requests", type=int, default=40, help="requests × 500 chunks")
+    parser.add_argument("--cpu-requests", type=int, default=40, help="requests x 500 chunks")
     parser.add_argument("--tool-requests", type=int, default=200)
     parser.add_argument("--streams", type=int, nargs="+", default=[100, 250, 500, 1000])
     parser.add_argument("--interval", type=int, default=50, help="ms between chunks")
@@ -366,7 +367,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(args))
+    lines = asyncio.run(run(args))
+    if args.output:
+        Path(args.output).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def create_app(
         conv = ChatConversation(check_chat(parse_json(raw)), registry)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
-        return respond(conv, await engine.start(conv, list(request.headers.items())))
+        return respond(conv, await engine.start(conv, *client_of(request)))
 
     async def responses(request: Request) -> Response:
         raw = await request.body()
@@ -61,13 +61,10 @@ def create_app(
         conv = ResponsesConversation(body, registry, settings.show_calls)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
-        exchange = await engine.start(conv, list(request.headers.items()))
+        exchange = await engine.start(conv, *client_of(request))
 
         def remember() -> None:
-            if conv.client_id and conv.upstream_id:
-                memory.remember_chain(conv.client_id, conv.upstream_id)
-            for anchor, items in conv.hidden_runs.items():
-                memory.remember_hidden(anchor, items)
+            memory.keep(conv.remembrance())
 
         if not conv.streaming:
             remember()
@@ -128,6 +125,11 @@ async def _then(body: AsyncIterator[bytes], on_end: Callable[[], None]) -> Async
     async for part in body:
         yield part
     on_end()
+
+
+def client_of(request: Request) -> tuple[list[tuple[str, str]], bytes]:
+    """The client's headers and query string, as they go upstream."""
+    return list(request.headers.items()), request.scope.get("query_string", b"")
 
 
 def parse_json(raw: bytes) -> object:

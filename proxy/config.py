@@ -43,8 +43,8 @@ def _problem(name: str, value: Any) -> str | None:
             return f"must be an http(s) URL including /v1, got {value!r}"
     elif name == "port" and not 0 <= value <= 65535:
         return f"must be 0-65535, got {value}"
-    elif name == "max_rounds" and value < 1:
-        return f"must be at least 1, got {value}"
+    elif name == "max_rounds" and value < 2:
+        return f"must be at least 2 (a round that calls tools, then one that answers), got {value}"
     elif name == "tool_timeout" and not (math.isfinite(value) and value > 0):
         return f"must be a positive number of seconds, got {value}"
     return None

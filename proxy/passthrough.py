@@ -8,7 +8,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from proxy.upstream import Upstream, forwardable
+from proxy.upstream import HOP_BY_HOP, Upstream
 
 
 async def relay(upstream: Upstream, request: Request, body: bytes | None = None) -> Response:
@@ -34,11 +34,18 @@ async def relay(upstream: Upstream, request: Request, body: bytes | None = None)
 def raw_response(
     status: int, headers: httpx.Headers, body: AsyncIterator[bytes]
 ) -> StreamingResponse:
-    """A streamed response whose headers are exactly the upstream's (minus hop-by-hop ones)."""
+    """A streamed response whose headers are the upstream's, byte for byte (minus hop-by-hop
+    ones)."""
     response = StreamingResponse(body, status_code=status)
+    named = {
+        token.strip().lower()
+        for value in headers.get_list("connection")
+        for token in value.split(",")
+    }
     response.raw_headers = [
-        (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in forwardable(headers.multi_items())
+        (name.lower(), value)
+        for name, value in headers.raw
+        if name.decode("latin-1").lower() not in HOP_BY_HOP | named
     ]
     return response
 

@@ -61,11 +61,21 @@ class Upstream:
             follow_redirects=False,
         )
 
-    def request_headers(self, client_headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        drop = _NOT_FORWARDED | ({"authorization"} if self.api_key else frozenset())
+    def request_headers(
+        self, client_headers: Iterable[tuple[str, str]], rewritten: bool = False
+    ) -> list[tuple[str, str]]:
+        """The client's headers as they go upstream. For a body the proxy reads (`rewritten`),
+        the upstream is asked not to compress: the proxy must understand every byte."""
+        drop = set(_NOT_FORWARDED)
+        if self.api_key:
+            drop.add("authorization")
+        if rewritten:
+            drop.add("accept-encoding")
         headers = forwardable(client_headers, frozenset(drop))
         if self.api_key:
             headers.append(("authorization", f"Bearer {self.api_key}"))
+        if rewritten:
+            headers.append(("accept-encoding", "identity"))
         return headers
 
     async def send(
@@ -100,10 +110,15 @@ class Upstream:
 
     @asynccontextmanager
     async def open(
-        self, method: str, path: str, headers: list[tuple[str, str]], content: bytes
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        content: bytes,
+        query: bytes = b"",
     ) -> AsyncIterator[httpx.Response]:
         """`send`, closing the response when the block ends."""
-        response = await self.send(method, path, headers, content)
+        response = await self.send(method, path, headers, content, query)
         try:
             yield response
         finally:

@@ -543,3 +543,117 @@ async def test_a_body_ending_without_its_blank_line_loses_nothing(upstream, clie
     chunks = await stream_all(client)
     assert content_of(chunks) == "ab"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+async def test_a_stream_cut_short_is_an_error_not_a_fake_done(upstream):
+    upstream(Reply(sse(chunk({"role": "assistant", "content": "Hel"}), done=False)))
+    async with raw_client() as http:
+        response = await http.post(
+            "/v1/chat/completions", json={"model": "m", "messages": USER, "stream": True}
+        )
+    frames = [f for f in response.text.split("\n\n") if f]
+    assert "Hel" in frames[0]
+    assert json.loads(frames[-1].removeprefix("data: "))["error"]["code"] == "upstream_incomplete"
+    assert "[DONE]" not in response.text
+
+
+async def test_an_empty_first_round_is_a_502(upstream):
+    upstream(Reply(b""))
+    async with raw_client() as http:
+        response = await http.post(
+            "/v1/chat/completions", json={"model": "m", "messages": USER, "stream": True}
+        )
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_incomplete"
+
+
+async def test_the_query_string_and_encoding_rules_reach_the_upstream(upstream):
+    up = upstream(text_round("hi", id="chatcmpl-1"))
+    async with raw_client() as http:
+        await http.post(
+            "/v1/chat/completions?api-version=2024-10-21",
+            json={"model": "m", "messages": USER, "stream": True},
+            headers={"accept-encoding": "br, zstd"},
+        )
+    assert up.headers[0]["accept-encoding"] == "identity"
+    assert up.urls[0].endswith("/chat/completions?api-version=2024-10-21")
+
+
+async def test_arguments_sent_as_an_object_still_run(upstream, client):
+    up = upstream(
+        Reply(
+            sse(
+                chunk(
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "weather", "arguments": {"location": "Oslo"}},
+                            }
+                        ],
+                    }
+                ),
+                chunk(finish="tool_calls"),
+            )
+        ),
+        text_round("Sunny"),
+    )
+    assert content_of(await stream_all(client)) == "Sunny"
+    assert up.requests[1]["messages"][-1]["content"] == weather(location="Oslo")
+
+
+async def test_streamed_list_fields_are_merged_for_the_next_round(upstream, client):
+    up = upstream(
+        Reply(
+            sse(
+                chunk(
+                    {
+                        "role": "assistant",
+                        "reasoning_details": [
+                            {"type": "reasoning.text", "text": "Let me ", "index": 0}
+                        ],
+                    }
+                ),
+                chunk(
+                    {
+                        "reasoning_details": [
+                            {"type": "reasoning.text", "text": "think.", "index": 0}
+                        ]
+                    }
+                ),
+                chunk(
+                    {
+                        "reasoning_details": [
+                            {"type": "reasoning.text", "signature": "SIG", "index": 0}
+                        ],
+                        "tool_calls": [call(0, "c1", "weather", "{}")],
+                    }
+                ),
+                chunk(finish="tool_calls"),
+            )
+        ),
+        text_round("Sunny"),
+    )
+    await stream_all(client)
+    assert up.requests[1]["messages"][1]["reasoning_details"] == [
+        {"type": "reasoning.text", "text": "Let me think.", "index": 0, "signature": "SIG"}
+    ]
+
+
+async def test_an_allowed_tools_choice_keeps_its_list(upstream, client):
+    choice = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "required",
+            "tools": [{"type": "function", "function": {"name": "weather"}}],
+        },
+    }
+    up = upstream(calls_round(("c1", "weather", "{}")), text_round("Done"))
+    await stream_all(client, tool_choice=choice)
+    assert up.requests[1]["tool_choice"] == {
+        "type": "allowed_tools",
+        "allowed_tools": {**choice["allowed_tools"], "mode": "auto"},
+    }

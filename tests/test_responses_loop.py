@@ -385,3 +385,86 @@ async def test_a_replayed_conversation_gets_the_hidden_calls_back(upstream):
     ]
     assert sent[2]["call_id"] == sent[3]["call_id"] == "call_w"
     assert sent[3]["output"] == weather(location="Oslo")
+
+
+async def test_a_client_custom_tool_call_ends_the_round_too(upstream):
+    custom = {
+        "id": "ctc_1",
+        "type": "custom_tool_call",
+        "call_id": "call_c",
+        "name": "grep",
+        "input": "foo",
+    }
+    events = (
+        [
+            {"type": "response.output_item.added", "output_index": 1, "item": custom},
+            {"type": "response.output_item.done", "output_index": 1, "item": custom},
+        ],
+        custom,
+    )
+    up = upstream(stream_round("resp_1", weather_call(0), events))
+    _, final = await stream(make_client(), tools=[{"type": "custom", "name": "grep"}])
+    assert [i.type for i in final.output] == ["custom_tool_call"]
+    assert len(up.requests) == 1
+
+
+async def test_a_mixed_round_leaves_its_outputs_for_a_chained_follow_up(upstream):
+    up = upstream(
+        stream_round("resp_1", weather_call(0), call_events(1, "call_l", "lookup", "{}")),
+        stream_round("resp_2", message_events(0, "Done.")),
+    )
+    client = make_client()
+    _, final = await stream(client, tools=[LOOKUP], store=True)
+    mine = {"type": "function_call_output", "call_id": "call_l", "output": "42"}
+    await stream(client, previous_response_id=final.id, input=[mine], tools=[LOOKUP])
+    assert up.requests[1]["previous_response_id"] == "resp_1"
+    assert up.requests[1]["input"] == [
+        {"type": "function_call_output", "call_id": "call_w", "output": weather(location="Oslo")},
+        mine,
+    ]
+
+
+async def test_a_replayed_mixed_round_gets_the_leading_hidden_call_back(upstream):
+    up = upstream(
+        stream_round("resp_1", weather_call(0), call_events(1, "call_l", "lookup", "{}")),
+        stream_round("resp_2", message_events(0, "Done.")),
+    )
+    client = make_client()
+    _, final = await stream(client, tools=[LOOKUP], input=[{"role": "user", "content": "go"}])
+    replay = [
+        {"role": "user", "content": "go"},
+        *(i.to_dict() for i in final.output),
+        {"type": "function_call_output", "call_id": "call_l", "output": "42"},
+    ]
+    await stream(client, tools=[LOOKUP], input=replay)
+    sent = up.requests[1]["input"]
+    assert [(i.get("type"), i.get("call_id")) for i in sent[1:]] == [
+        ("function_call", "call_w"),
+        ("function_call_output", "call_w"),
+        ("function_call", "call_l"),
+        ("function_call_output", "call_l"),
+    ]
+
+
+async def test_without_upstream_storage_reasoning_comes_back_encrypted(upstream):
+    up = upstream(
+        stream_round("resp_1", weather_call()),
+        stream_round("resp_2", message_events(0, "Sunny.")),
+    )
+    await stream(make_client(), store=False, include=["message.output_text.logprobs"])
+    for request in up.requests:
+        assert request["include"] == ["message.output_text.logprobs", "reasoning.encrypted_content"]
+
+
+async def test_allowed_tools_keep_their_list_after_the_first_round(upstream):
+    choice = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "weather"}],
+    }
+    up = upstream(
+        stream_round("resp_1", weather_call()),
+        stream_round("resp_2", message_events(0, "Sunny.")),
+    )
+    await stream(make_client(), tool_choice=choice)
+    assert up.requests[1]["tool_choice"] == {**choice, "mode": "auto"}

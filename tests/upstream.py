@@ -67,6 +67,7 @@ class ScriptedUpstream:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
+        self.urls: list[str] = []
 
     def next_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
         try:
@@ -79,6 +80,7 @@ class ScriptedUpstream:
         return self.replies.pop(0)
 
     def respx_handler(self, request: httpx.Request) -> httpx.Response:
+        self.urls.append(str(request.url))
         reply = self.next_reply(request.content, dict(request.headers))
         return httpx.Response(
             reply.status,

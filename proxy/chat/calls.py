@@ -7,6 +7,7 @@ Quirks handled (DESIGN §5): no `index` (Gemini, Mistral, old Ollama); every cal
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +62,10 @@ class CallAssembler:
         self._by_index: dict[Any, Call] = {}
 
     def add(self, raw: dict[str, Any]) -> Fragment:
-        fn = raw.get("function") or {}
-        call_id = raw.get("id") or ""
+        fn = raw.get("function")
+        if not isinstance(fn, dict):
+            fn = {}
+        call_id: str = raw["id"] if isinstance(raw.get("id"), str) else ""
         index = raw.get("index")
         call = self._find(call_id, index)
         is_new = call is None
@@ -74,12 +77,15 @@ class CallAssembler:
         self._by_index[index] = call
         if raw.get("type"):
             call.type = raw["type"]
-        name = fn.get("name") or ""
+        name: str = fn["name"] if isinstance(fn.get("name"), str) else ""
         if name and not call.name:
             call.name = name
         elif name and name != call.name:
             call.name += name  # a name genuinely streamed in pieces
-        added = self._add_arguments(call, fn.get("arguments") or "")
+        arguments = fn.get("arguments") or ""
+        if not isinstance(arguments, str):  # some servers send the object itself
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        added = self._add_arguments(call, arguments)
         extra = {k: v for k, v in raw.items() if k not in _KNOWN_CALL_KEYS and v is not None}
         function_extra = {
             k: v for k, v in fn.items() if k not in _KNOWN_FUNCTION_KEYS and v is not None

@@ -8,6 +8,7 @@ from proxy.chat.completion import ChatCompletionReader
 from proxy.chat.stream import ChatStream
 from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
+from proxy.loop.tool_choice import relaxed
 from proxy.tools.registry import Registry
 from proxy.tools.runner import ToolResult
 
@@ -100,8 +101,8 @@ class ChatConversation:
         key = "function_call" if self.legacy else "tool_choice"
         if last:
             self.body[key] = "none"
-        elif self.body.get(key) not in (None, "auto", "none"):
-            self.body[key] = "auto"  # a forced choice holds for the first round only
+        elif self.body.get(key) is not None:
+            self.body[key] = relaxed(self.body[key])
         if not outcome.client_calls:  # a mixed round ends here: finish() still needs it
             self.reader.start_round()
         return []

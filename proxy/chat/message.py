@@ -29,8 +29,10 @@ class MessageAccumulator:
                     self.texts[key] = [value]
                 else:
                     parts.append(value)
+            elif isinstance(value, list) and isinstance(self.fields.get(key), list):
+                _merge_list(self.fields[key], value)
             else:
-                self.fields[key] = value
+                self.fields[key] = list(value) if isinstance(value, list) else value
 
     def message(self) -> dict[str, Any]:
         """The assistant message to send back upstream with this round's calls."""
@@ -42,3 +44,30 @@ class MessageAccumulator:
         elif self.calls.calls:
             message["tool_calls"] = [call.as_message_part() for call in self.calls.calls]
         return message
+
+
+_SET_NOT_JOINED = frozenset({"index", "type", "id"})
+
+
+def _merge_list(merged: list[Any], entries: list[Any]) -> None:
+    """Streamed list fields (e.g. `reasoning_details`): entries with the same `index` are one
+    entry arriving in pieces, their strings joined; the others are appended."""
+    for entry in entries:
+        if isinstance(entry, dict) and "index" in entry:
+            for existing in merged:
+                if isinstance(existing, dict) and existing.get("index") == entry["index"]:
+                    for key, value in entry.items():
+                        before = existing.get(key)
+                        if (
+                            isinstance(value, str)
+                            and isinstance(before, str)
+                            and key not in _SET_NOT_JOINED
+                        ):
+                            existing[key] = before + value
+                        elif value is not None:
+                            existing[key] = value
+                    break
+            else:
+                merged.append(dict(entry))
+        else:
+            merged.append(entry)

@@ -65,11 +65,13 @@ class ChatStream:
             self.round_usage = None
         calls = self.message.calls.calls
         server = [c for c in calls if c.name in self.server_tools]
+        cut_short = not (self.done or self.failed or self.finish_reason is not None)
         return RoundOutcome(
             server_calls=[ToolCall(c.id, c.name, c.arguments) for c in server],
             client_calls=len(self.visible),
             failed=self.failed,
             tail=tail,
+            error="the upstream stream ended before the completion did" if cut_short else None,
         )
 
     def _event(self, data: bytes) -> bytes | None:

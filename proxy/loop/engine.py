@@ -5,6 +5,7 @@ All I/O of a request lives here; what the bytes mean is the `Conversation`'s bus
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ from proxy.errors import APIError
 from proxy.loop.round import Conversation
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream, forwardable
+
+log = logging.getLogger("proxy")
 
 # Headers of the upstream's response that do not describe the body the proxy sends.
 _BODY_HEADERS = frozenset({"content-length", "content-encoding"})
@@ -39,20 +42,32 @@ class Exchange:
             yield part
 
 
+class _Failed(Exception):
+    """A round went wrong; `code` names how, for the client's error event."""
+
+    def __init__(self, message: str, code: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
 class Engine:
     def __init__(self, upstream: Upstream, runner: ToolRunner, max_rounds: int) -> None:
         self.upstream = upstream
         self.runner = runner
         self.max_rounds = max_rounds
 
-    async def start(self, conv: Conversation, client_headers: list[tuple[str, str]]) -> Exchange:
+    async def start(
+        self, conv: Conversation, client_headers: list[tuple[str, str]], query: bytes = b""
+    ) -> Exchange:
         """Run until the client has something to receive.
 
-        Raises `APIError` with the upstream's own status and body when a round fails before
-        the client received anything, so the client sees the error as the API sent it.
+        Raises `APIError` — the upstream's own status and body, or the proxy's 502 — when a
+        round fails before the client received anything.
         """
         headers: list[tuple[str, str]] = []
-        body = self._run(conv, self.upstream.request_headers(client_headers), headers)
+        request_headers = self.upstream.request_headers(client_headers, rewritten=True)
+        body = self._run(conv, request_headers, query, headers)
         first = await anext(body)
         return Exchange(headers, body, first)
 
@@ -60,53 +75,70 @@ class Engine:
         self,
         conv: Conversation,
         request_headers: list[tuple[str, str]],
+        query: bytes,
         response_headers: list[tuple[str, str]],
     ) -> AsyncIterator[bytes]:
         sent = False
+        try:
+            async for frame in self._rounds(conv, request_headers, query, response_headers):
+                sent = True
+                yield frame
+        except APIError as exc:
+            if not sent:
+                raise
+            for frame in conv.fail(_message_of(exc), "upstream_error"):
+                yield frame
+        except _Failed as exc:
+            if not sent:
+                raise APIError.of(exc.status, str(exc), "server_error", code=exc.code) from exc
+            for frame in conv.fail(str(exc), exc.code):
+                yield frame
+        except Exception as exc:
+            log.exception("request failed")
+            message = f"the proxy failed: {type(exc).__name__}: {exc}"
+            if not sent:
+                raise APIError.of(500, message, "server_error", code="proxy_error") from exc
+            for frame in conv.fail(message, "proxy_error"):
+                yield frame
+
+    async def _rounds(
+        self,
+        conv: Conversation,
+        request_headers: list[tuple[str, str]],
+        query: bytes,
+        response_headers: list[tuple[str, str]],
+    ) -> AsyncIterator[bytes]:
         seen_calls: set[tuple[tuple[str, str], ...]] = set()
         round_no = 0
         while True:
             round_no += 1
+            body = orjson.dumps(conv.request())
             try:
                 async with self.upstream.open(
-                    "POST", conv.path, request_headers, orjson.dumps(conv.request())
+                    "POST", conv.path, request_headers, body, query
                 ) as response:
                     if response.status_code >= 400:
-                        error = APIError(
+                        raise APIError(
                             response.status_code,
                             await response.aread(),
                             dict(forwardable(response.headers.items(), _BODY_HEADERS)),
                         )
-                        if not sent:
-                            raise error
-                        for frame in conv.fail(_message_of(error), "upstream_error"):
-                            yield frame
-                        return
                     if not response_headers:
                         response_headers.extend(
                             forwardable(response.headers.items(), _BODY_HEADERS)
                         )
                     async for data in response.aiter_bytes():
                         for frame in conv.feed(data):
-                            sent = True
                             yield frame
-            except APIError as exc:
-                if not sent:
-                    raise
-                for frame in conv.fail(_message_of(exc), "upstream_unreachable"):
-                    yield frame
-                return
             except httpx.HTTPError as exc:
-                message = f"the upstream connection failed mid-response: {exc!r}"
-                if not sent:
-                    raise APIError.of(502, message, "server_error", None, "upstream_error") from exc
-                for frame in conv.fail(message, "upstream_error"):
-                    yield frame
-                return
+                raise _Failed(
+                    f"the upstream connection failed mid-response: {exc!r}", "upstream_error"
+                ) from exc
             outcome = conv.end_round()
             for frame in outcome.tail:
-                sent = True
                 yield frame
+            if outcome.error is not None:
+                raise _Failed(outcome.error, "upstream_incomplete")
             if outcome.failed:
                 return  # the upstream's error event already reached the client
             if not outcome.server_calls or round_no >= self.max_rounds:
@@ -117,7 +149,6 @@ class Engine:
             seen_calls.add(signature)
             last = repeated or round_no + 1 >= self.max_rounds
             for frame in conv.add_results(outcome, results, last=last):
-                sent = True
                 yield frame
             if outcome.client_calls:
                 break  # a mixed round: the client answers its own calls next

@@ -11,12 +11,14 @@ from proxy.tools.runner import ToolCall, ToolResult
 @dataclass
 class RoundOutcome:
     """How a round ended: the server calls to run, whether the client got calls of its own,
-    and whether the upstream reported an error (already passed on to the client)."""
+    whether the upstream reported an error (already passed on to the client), or why the
+    body itself was wrong."""
 
     server_calls: list[ToolCall] = field(default_factory=list)
     client_calls: int = 0
     failed: bool = False
     tail: list[bytes] = field(default_factory=list)  # client bytes the body's end released
+    error: str | None = None  # the body ended wrongly (e.g. cut short): why
 
 
 class Conversation(Protocol):

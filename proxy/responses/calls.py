@@ -12,8 +12,27 @@ SERVER_LABEL = "openai-tool-proxy"
 _MCP_PREFIX = "mcp_"
 
 
+# Output items the client must answer in its next request (its tools, computer use, …).
+_CLIENT_ANSWERS = frozenset(
+    {
+        "function_call",
+        "custom_tool_call",
+        "computer_call",
+        "local_shell_call",
+        "shell_call",
+        "apply_patch_call",
+        "mcp_approval_request",
+    }
+)
+
+
 def is_server_call(item: dict[str, Any], server_tools: frozenset[str]) -> bool:
     return item.get("type") == "function_call" and item.get("name") in server_tools
+
+
+def awaits_client(item: dict[str, Any], server_tools: frozenset[str]) -> bool:
+    """Whether the client must answer this item: the round then ends with it."""
+    return item.get("type") in _CLIENT_ANSWERS and not is_server_call(item, server_tools)
 
 
 @dataclass

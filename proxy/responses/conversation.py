@@ -7,7 +7,9 @@ from typing import Any
 
 from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
+from proxy.loop.tool_choice import relaxed
 from proxy.responses.calls import function_call_output, is_server_call, unfold_mcp_items
+from proxy.responses.memory import Remembrance
 from proxy.responses.result import ResponseReader
 from proxy.responses.stream import ResponsesStream
 from proxy.tools.registry import Registry
@@ -58,9 +60,15 @@ class ResponsesConversation:
         self.chained = self.conversation or (
             body.get("previous_response_id") is not None or body.get("store") is True
         )
+        if body.get("store") is False and not self.chained:
+            # Replayed reasoning items must carry their content: nothing is stored upstream.
+            include = body.get("include") or []
+            if "reasoning.encrypted_content" not in include:
+                body["include"] = [*include, "reasoning.encrypted_content"]
         self.history: list[Any] = []
-        self.anchor: str | None = None  # the last item the client saw
-        self.hidden_runs: dict[str, list[dict[str, Any]]] = {}  # anchor id -> hidden items
+        self.transcript: list[dict[str, Any]] = []  # every round's items, hidden ones too
+        self.outputs: dict[str, dict[str, Any]] = {}  # call id -> its function_call_output
+        self.unsent: list[dict[str, Any]] = []  # outputs of a mixed round, never sent upstream
         self.next_input: list[Any] | None = None
         self.reader: ResponsesStream | ResponseReader = (
             ResponsesStream(self.server_tools, show_calls)
@@ -85,14 +93,17 @@ class ResponsesConversation:
         return self.reader.feed(data)
 
     def end_round(self) -> RoundOutcome:
-        return self.reader.end_round()
+        outcome = self.reader.end_round()
+        self.transcript += self.reader.round_items()
+        return outcome
 
     def add_results(
         self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool
     ) -> list[bytes]:
         outputs = [function_call_output(result) for result in results]
-        if not self.show_calls:  # shown calls come back as `mcp_call` items instead
-            self._note_hidden(outputs)
+        self.outputs.update((output["call_id"], output) for output in outputs)
+        if outcome.client_calls:
+            self.unsent = outputs
         if self.chained:
             self.next_input = outputs
         else:
@@ -100,23 +111,33 @@ class ResponsesConversation:
             self.next_input = [*_as_items(self.body.get("input")), *self.history]
         if last:
             self.body["tool_choice"] = "none"
-        elif self.body.get("tool_choice") not in (None, "auto", "none"):
-            self.body["tool_choice"] = "auto"  # a forced choice holds for the first round only
+        elif self.body.get("tool_choice") is not None:
+            self.body["tool_choice"] = relaxed(self.body["tool_choice"])
         frames = self.reader.show_results(results)
         if not outcome.client_calls:  # a mixed round ends here: finish() still needs it
             self.reader.start_round()
         return frames
 
-    def _note_hidden(self, outputs: list[dict[str, Any]]) -> None:
-        """Note which hidden calls and outputs followed which item the client saw."""
-        by_call = {output["call_id"]: output for output in outputs}
-        for item in self.reader.round_items():
-            if is_server_call(item, self.server_tools):
-                if self.anchor is not None and item.get("call_id") in by_call:
-                    run = self.hidden_runs.setdefault(self.anchor, [])
-                    run += [item, by_call[item["call_id"]]]
+    def remembrance(self) -> Remembrance:
+        """What a later request needs to continue this response (see `ResponsesMemory`)."""
+        memo = Remembrance(self.client_id, self.upstream_id, self.unsent)
+        if self.chained or self.show_calls:
+            return memo  # the upstream holds the items, or the client got them as mcp_call
+        anchor: str | None = None  # the last item the client saw
+        leading: list[dict[str, Any]] = []  # hidden items before any the client saw
+        for item in self.transcript:
+            call_id = item.get("call_id")
+            if is_server_call(item, self.server_tools) and call_id in self.outputs:
+                hidden = [item, self.outputs[call_id]]
+                if anchor is None:
+                    leading += hidden
+                else:
+                    memo.after.setdefault(anchor, []).extend(hidden)
             elif isinstance(item.get("id"), str):
-                self.anchor = item["id"]
+                anchor = item["id"]
+                if leading:
+                    memo.before[anchor], leading = leading, []
+        return memo
 
     def finish(self) -> list[bytes]:
         return self.reader.finish()

@@ -8,7 +8,7 @@ import orjson
 
 from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
-from proxy.responses.calls import HiddenCall, is_server_call, mcp_item
+from proxy.responses.calls import HiddenCall, awaits_client, is_server_call, mcp_item
 from proxy.responses.merged import MergedResponse
 from proxy.tools.runner import ToolResult
 
@@ -60,7 +60,7 @@ class ResponseReader:
                 self.hidden.append((place, hidden))
             else:
                 self.merged.output[self.merged.place()] = item
-                client_calls += item.get("type") == "function_call"
+                client_calls += awaits_client(item, self.server_tools)
         return RoundOutcome(
             server_calls=[hidden.call for _, hidden in self.hidden], client_calls=client_calls
         )

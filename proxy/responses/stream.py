@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from proxy.loop.round import RoundOutcome
-from proxy.responses.calls import HiddenCall, is_server_call, mcp_item
+from proxy.responses.calls import HiddenCall, awaits_client, is_server_call, mcp_item
 from proxy.responses.merged import MergedResponse
 from proxy.sse import SSEDecoder, encode
 from proxy.tools.runner import ToolResult
@@ -58,19 +58,16 @@ class ResponsesStream:
         client_calls = sum(
             1
             for oi, item in self.items.items()
-            if oi not in self.hidden and item.get("type") == "function_call"
+            if oi not in self.hidden and awaits_client(item, self.server_tools)
         )
         failed = self.failed or self.errored
-        if self.terminal is None and not failed:
-            # The body ended without a terminal event: nothing more can come of this round.
-            message = "the upstream stream ended before the response completed"
-            tail.extend(self.fail(message, "upstream_incomplete"))
-            failed = True
+        cut_short = self.terminal is None and not failed
         return RoundOutcome(
-            server_calls=[] if failed else calls,
+            server_calls=[] if failed or cut_short else calls,
             client_calls=client_calls,
             failed=failed,
             tail=tail,
+            error="the upstream stream ended before the response completed" if cut_short else None,
         )
 
     def round_items(self) -> list[dict[str, Any]]:

@@ -1,0 +1,78 @@
+"""Every other `/v1` path is relayed byte for byte (DESIGN §4), in process."""
+
+from __future__ import annotations
+
+import httpx
+import httpx2
+import respx
+
+from proxy.app import create_app
+from proxy.config import Settings
+from tests.conftest import SERVER_TOOLS, UPSTREAM
+
+
+def proxy_client() -> httpx2.AsyncClient:
+    app = create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://proxy")
+
+
+async def test_headers_and_bytes_come_back_exactly():
+    name = "报告.jsonl".encode()
+    body = b"\x00\x01binary\xff"
+    with respx.mock() as router:
+        router.get(f"{UPSTREAM}/files/f1/content").mock(
+            return_value=httpx.Response(
+                200,
+                headers=[
+                    (b"content-disposition", b'attachment; filename="' + name + b'"'),
+                    (b"x-weird", b"caf\xe9"),
+                    (b"content-type", b"application/octet-stream"),
+                ],
+                content=body,
+            )
+        )
+        async with proxy_client() as http:
+            response = await http.get("/v1/files/f1/content")
+    assert response.content == body
+    raw = dict(response.headers.raw)
+    assert raw[b"content-disposition"] == b'attachment; filename="' + name + b'"'
+    assert raw[b"x-weird"] == b"caf\xe9"
+
+
+async def test_compressed_bodies_pass_untouched():
+    import gzip
+
+    packed = gzip.compress(b'{"data": []}')
+    with respx.mock() as router:
+        route = router.get(f"{UPSTREAM}/models").mock(
+            return_value=httpx.Response(
+                200,
+                headers={"content-encoding": "gzip", "content-type": "application/json"},
+                content=packed,
+            )
+        )
+        async with (
+            proxy_client() as http,
+            http.stream("GET", "/v1/models", headers={"accept-encoding": "gzip"}) as response,
+        ):
+            raw = b"".join([part async for part in response.aiter_raw()])
+    assert raw == packed
+    assert route.calls[0].request.headers["accept-encoding"] == "gzip"
+
+
+async def test_error_statuses_and_methods_pass_through():
+    with respx.mock() as router:
+        router.delete(f"{UPSTREAM}/files/nope").mock(
+            return_value=httpx.Response(404, json={"error": {"message": "No such File"}})
+        )
+        async with proxy_client() as http:
+            response = await http.delete("/v1/files/nope")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"message": "No such File"}}
+
+
+async def test_paths_outside_v1_are_openai_style_404s():
+    async with proxy_client() as http:
+        response = await http.get("/nothing/here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
