@@ -59,8 +59,14 @@ def bare_app(upstream: str) -> Starlette:
 
 def main() -> None:
     kind, upstream, port = sys.argv[1], sys.argv[2], int(os.environ["BENCH_PORT"])
+    registry = Registry.of(bench_echo, plugin="bench")
     if kind == "proxy":
-        app = create_app(Settings(upstream=upstream), Registry.of(bench_echo, plugin="bench"))
+        app = create_app(Settings(upstream=upstream), registry)
+    elif kind == "proxy-httpx":  # httpx's own connection pool, for the transport comparison
+        transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024)
+        )
+        app = create_app(Settings(upstream=upstream), registry, transport)
     else:
         app = bare_app(upstream)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)

@@ -42,8 +42,33 @@ def forwardable(
     return [(name, value) for name, value in pairs if name.lower() not in skip]
 
 
+def default_transport() -> httpx.AsyncBaseTransport:
+    """aiohttp's C HTTP parser behind httpx's transport API.
+
+    Chosen by measurement (`python -m bench --transports httpx`): it relays a streamed chunk
+    for well under half the CPU of httpx's own pool (README, Performance). No connection
+    limit, no cookies, and no headers of its own: the upstream sees the client's.
+    """
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    def session() -> aiohttp.ClientSession:  # made lazily, inside the running event loop
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        )
+
+    return AiohttpTransport(client=session)
+
+
 class Upstream:
-    """Where requests go. `api_key`, when set, replaces the client's `Authorization`."""
+    """Where requests go. `api_key`, when set, replaces the client's `Authorization`.
+
+    Requests go straight to the transport: the proxy needs none of `httpx.AsyncClient`'s
+    cookies, redirects, auth or default headers, and skipping them is a measurable share of
+    the time to first token.
+    """
 
     def __init__(
         self,
@@ -54,12 +79,8 @@ class Upstream:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        self.client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            follow_redirects=False,
-        )
+        self.transport = transport or default_transport()
+        self.timeouts = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
 
     def request_headers(
         self, client_headers: Iterable[tuple[str, str]], rewritten: bool = False
@@ -90,17 +111,19 @@ class Upstream:
         url = self.base_url + path
         if query:
             url += "?" + query.decode("latin-1")
-        request = self.client.build_request(method, url, headers=headers, content=content)
+        request = httpx.Request(
+            method, url, headers=headers, content=content, extensions={"timeout": self.timeouts}
+        )
         try:
-            return await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise APIError.of(
-                504,
-                f"the upstream API at {self.base_url} timed out: {exc!r}",
-                "server_error",
-                code="upstream_timeout",
-            ) from exc
+            return await self.transport.handle_async_request(request)
         except httpx.TransportError as exc:
+            if _timed_out(exc):
+                raise APIError.of(
+                    504,
+                    f"the upstream API at {self.base_url} timed out: {exc!r}",
+                    "server_error",
+                    code="upstream_timeout",
+                ) from exc
             raise APIError.of(
                 502,
                 f"the upstream API at {self.base_url} is unreachable: {exc!r}",
@@ -125,4 +148,12 @@ class Upstream:
             await response.aclose()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
+
+
+def _timed_out(exc: httpx.TransportError) -> bool:
+    """A real timeout — not a refused connection that a transport labelled one."""
+    if not isinstance(exc, httpx.TimeoutException):
+        return False
+    cause = exc.__cause__
+    return isinstance(cause, TimeoutError) or not isinstance(cause, OSError)

@@ -3,10 +3,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import httpx2
 import openai
 import pytest
 import respx
+from starlette.applications import Starlette
 
 from proxy import tool
 from proxy.app import create_app
@@ -38,6 +40,12 @@ def get_stock_price(ticker: str, exchange: str = "NASDAQ") -> str:
 SERVER_TOOLS = Registry.of(weather, get_weather_args, get_stock_price, plugin="tests")
 
 
+def mocked_app(registry: Registry = SERVER_TOOLS, **settings: Any) -> Starlette:
+    """The proxy app in process, its upstream reached through httpx's own transport — the
+    one respx intercepts. (The live tests run the production transport for real.)"""
+    return create_app(Settings(upstream=UPSTREAM, **settings), registry, httpx.AsyncHTTPTransport())
+
+
 @pytest.fixture
 def upstream() -> Callable[..., ScriptedUpstream]:
     """Script the upstream: `upstream(Reply(...), ...)` mounts it under respx."""
@@ -60,7 +68,7 @@ def make_client() -> Callable[..., openai.AsyncOpenAI]:
     """An `openai.AsyncOpenAI` client talking to the proxy app in process."""
 
     def make(registry: Registry = SERVER_TOOLS, **settings: Any) -> openai.AsyncOpenAI:
-        app = create_app(Settings(upstream=UPSTREAM, **settings), registry)
+        app = mocked_app(registry, **settings)
         http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app))
         return openai.AsyncOpenAI(
             api_key="sk-client", base_url="http://proxy.test/v1", http_client=http, max_retries=0

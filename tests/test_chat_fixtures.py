@@ -15,10 +15,8 @@ import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.app import create_app
-from proxy.config import Settings
 from proxy.tools.registry import Registry
-from tests.conftest import SERVER_TOOLS, UPSTREAM
+from tests.conftest import SERVER_TOOLS, UPSTREAM, mocked_app
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear, text_stream
 
 TOOL_FIXTURES = [
@@ -81,7 +79,7 @@ async def chat(
     script = ScriptedUpstream(*replies)
     with respx.mock(assert_all_called=False) as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        app = create_app(Settings(upstream=UPSTREAM), registry)
+        app = mocked_app(registry)
         async with openai.AsyncOpenAI(
             api_key="sk-test",
             base_url="http://proxy.test/v1",

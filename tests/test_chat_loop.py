@@ -12,11 +12,9 @@ import openai
 import pytest
 
 from proxy import tool
-from proxy.app import create_app
-from proxy.config import Settings
 from proxy.tools.registry import Registry
 from tests.chunks import call, calls_round, chunk, completion, text_round, usage
-from tests.conftest import SERVER_TOOLS, UPSTREAM, weather
+from tests.conftest import UPSTREAM, mocked_app, weather
 from tests.upstream import Reply, sse
 
 USER = [{"role": "user", "content": "hi"}]
@@ -38,9 +36,7 @@ def content_of(chunks: list[Any]) -> str:
 
 
 def raw_client(**settings: Any) -> httpx2.AsyncClient:
-    app = create_app(
-        Settings(upstream=UPSTREAM, **settings), settings.pop("registry", SERVER_TOOLS)
-    )
+    app = mocked_app(**settings)
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://proxy.test")
 
 

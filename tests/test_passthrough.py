@@ -6,13 +6,11 @@ import httpx
 import httpx2
 import respx
 
-from proxy.app import create_app
-from proxy.config import Settings
-from tests.conftest import SERVER_TOOLS, UPSTREAM
+from tests.conftest import UPSTREAM, mocked_app
 
 
 def proxy_client() -> httpx2.AsyncClient:
-    app = create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)
+    app = mocked_app()
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://proxy")
 
 

@@ -14,9 +14,7 @@ import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.app import create_app
-from proxy.config import Settings
-from tests.conftest import SERVER_TOOLS, UPSTREAM, weather
+from tests.conftest import UPSTREAM, mocked_app, weather
 from tests.events import message_events, stream_round
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear
 
@@ -49,7 +47,7 @@ async def run(
     error: Exception | None = None
     with respx.mock(assert_all_called=False) as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        app = create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)
+        app = mocked_app()
         async with openai.AsyncOpenAI(
             api_key="sk-test",
             base_url="http://proxy.test/v1",
@@ -224,7 +222,7 @@ async def test_non_streaming_fixture_rounds():
     )
     with respx.mock() as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        app = create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)
+        app = mocked_app()
         async with openai.AsyncOpenAI(
             api_key="k",
             base_url="http://proxy.test/v1",

@@ -9,9 +9,7 @@ import httpx2
 import openai
 import pytest
 
-from proxy.app import create_app
-from proxy.config import Settings
-from tests.conftest import SERVER_TOOLS, UPSTREAM, weather
+from tests.conftest import SERVER_TOOLS, mocked_app, weather
 from tests.events import (
     body_round,
     call_events,
@@ -27,7 +25,7 @@ LOOKUP = {"type": "function", "name": "lookup", "parameters": {"type": "object"}
 
 
 def make_client(**settings: Any) -> openai.AsyncOpenAI:
-    app = create_app(Settings(upstream=UPSTREAM, **settings), SERVER_TOOLS)
+    app = mocked_app(**settings)
     return openai.AsyncOpenAI(
         api_key="sk-client",
         base_url="http://proxy.test/v1",
@@ -230,7 +228,7 @@ async def test_a_round_failing_after_events_ends_with_response_failed(upstream):
         Reply(b'{"error": {"message": "overloaded"}}', status=503, content_type="application/json"),
     )
     async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)),
+        transport=httpx2.ASGITransport(app=mocked_app()),
         base_url="http://proxy.test",
     ) as http:
         raw = (
@@ -261,7 +259,7 @@ async def test_background_responses_pass_straight_through(upstream):
     body = json.dumps(response("resp_bg", status="queued")).encode()
     up = upstream(Reply(body, content_type="application/json"))
     async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)),
+        transport=httpx2.ASGITransport(app=mocked_app()),
         base_url="http://proxy.test",
     ) as http:
         sent = {"model": "m", "input": "hi", "background": True}
@@ -340,7 +338,7 @@ async def test_non_streaming_shows_calls_as_mcp_items(upstream):
 )
 async def test_bad_request_bodies_are_400s(body, message):
     async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=create_app(Settings(upstream=UPSTREAM), SERVER_TOOLS)),
+        transport=httpx2.ASGITransport(app=mocked_app()),
         base_url="http://proxy.test",
     ) as http:
         result = await http.post("/v1/responses", content=body)
