@@ -20,7 +20,8 @@ from proxy.config import Settings
 from proxy.errors import APIError
 from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
-from proxy.passthrough import raw_response, relay
+from proxy.passthrough import raw_headers, relay
+from proxy.relay import RelayResponse
 from proxy.responses.conversation import ResponsesConversation
 from proxy.responses.conversation import check_request as check_responses
 from proxy.responses.memory import ResponsesMemory
@@ -112,19 +113,13 @@ def respond(
 ) -> Response:
     """The client's response: streamed as the rounds go, or the one merged JSON body."""
     if conv.streaming:
-        body = exchange.body if on_end is None else _then(exchange.body, on_end)
-        return raw_response(200, httpx.Headers(exchange.headers), body)
+        headers = raw_headers(httpx.Headers(exchange.headers))
+        return RelayResponse(200, headers, exchange.rest, exchange.first, on_end)
     response = Response(exchange.first, media_type="application/json")
     for name, value in exchange.headers:
         if name.lower() not in response.headers:
             response.headers.append(name, value)
     return response
-
-
-async def _then(body: AsyncIterator[bytes], on_end: Callable[[], None]) -> AsyncIterator[bytes]:
-    async for part in body:
-        yield part
-    on_end()
 
 
 def client_of(request: Request) -> tuple[list[tuple[str, str]], bytes]:

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from proxy.relay import RelayResponse
 from proxy.upstream import HOP_BY_HOP, Upstream
 
 
@@ -28,26 +29,21 @@ async def relay(upstream: Upstream, request: Request, body: bytes | None = None)
     response = await upstream.send(
         request.method, path, headers, content, request.scope.get("query_string", b"")
     )
-    return raw_response(response.status_code, response.headers, _stream(response))
+    return RelayResponse(response.status_code, raw_headers(response.headers), _stream(response))
 
 
-def raw_response(
-    status: int, headers: httpx.Headers, body: AsyncIterator[bytes]
-) -> StreamingResponse:
-    """A streamed response whose headers are the upstream's, byte for byte (minus hop-by-hop
-    ones)."""
-    response = StreamingResponse(body, status_code=status)
+def raw_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+    """The upstream's headers byte for byte, minus hop-by-hop ones."""
     named = {
         token.strip().lower()
         for value in headers.get_list("connection")
         for token in value.split(",")
     }
-    response.raw_headers = [
+    return [
         (name.lower(), value)
         for name, value in headers.raw
         if name.decode("latin-1").lower() not in HOP_BY_HOP | named
     ]
-    return response
 
 
 async def _stream(response: httpx.Response) -> AsyncIterator[bytes]:

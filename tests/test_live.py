@@ -240,3 +240,43 @@ def test_responses_over_real_sockets(gate):
             final = stream.get_final_response()
         assert (final.id, final.output_text, first_word) == ("resp_1", "Mild in Quito", "Mild")
     assert script.requests[1]["input"][-1]["output"] == "Sunny, 21°C in Quito"
+
+
+def test_a_client_that_leaves_stops_the_upstream_stream():
+    """The relay notices the disconnect and closes the upstream response at once."""
+    closed = threading.Event()
+
+    async def endless(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        try:
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": text_stream("first", "chatcmpl-1").split(b"\n\n")[0] + b"\n\n",
+                }
+            )
+            while True:  # the model goes on and on, until the proxy hangs up
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    closed.set()
+                    return
+        finally:
+            closed.set()
+
+    with serve(endless) as upstream_url:
+        app = create_app(Settings(upstream=upstream_url + "/v1"), SERVER_TOOLS)
+        with serve(app) as proxy_url, httpx.Client() as http:
+            request = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+            with http.stream("POST", proxy_url + "/v1/chat/completions", json=request) as response:
+                first = next(response.iter_raw())
+                assert b"assistant" in first
+            assert closed.wait(5), "the upstream stream was left open"

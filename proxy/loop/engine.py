@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import orjson
@@ -25,21 +25,11 @@ _BODY_HEADERS = frozenset({"content-length", "content-encoding"})
 
 @dataclass
 class Exchange:
-    """The start of the client's response: upstream headers, then the body as it comes."""
+    """The start of the client's response: upstream headers, the first bytes, the rest."""
 
     headers: list[tuple[str, str]]
-    body: AsyncIterator[bytes]
-    first: bytes = b""
-    _rest: AsyncIterator[bytes] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._rest = self.body
-        self.body = self._chain()
-
-    async def _chain(self) -> AsyncIterator[bytes]:
-        yield self.first
-        async for part in self._rest:
-            yield part
+    first: bytes
+    rest: AsyncIterator[bytes]
 
 
 class _Failed(Exception):
@@ -69,7 +59,7 @@ class Engine:
         request_headers = self.upstream.request_headers(client_headers, rewritten=True)
         body = self._run(conv, request_headers, query, headers)
         first = await anext(body)
-        return Exchange(headers, body, first)
+        return Exchange(headers, first, body)
 
     async def _run(
         self,
