@@ -48,7 +48,7 @@ def raw_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
 
 async def _stream(response: httpx.Response) -> AsyncIterator[bytes]:
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.stream:  # type: ignore[union-attr]
             yield chunk
     finally:
         await response.aclose()

@@ -117,7 +117,7 @@ class Engine:
                         response_headers.extend(
                             forwardable(response.headers.items(), _BODY_HEADERS)
                         )
-                    async for data in response.aiter_bytes():
+                    async for data in body_of(response):
                         for frame in conv.feed(data):
                             yield frame
             except httpx.HTTPError as exc:
@@ -144,6 +144,14 @@ class Engine:
                 break  # a mixed round: the client answers its own calls next
         for frame in conv.finish():
             yield frame
+
+
+def body_of(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The response body as it arrives. Uncompressed (as the proxy asks), the transport's own
+    stream is read directly: no decoder or re-chunking layer on the hot path."""
+    if response.headers.get("content-encoding", "identity") == "identity":
+        return aiter(response.stream)  # type: ignore[arg-type]
+    return response.aiter_bytes()
 
 
 def _message_of(error: APIError) -> str:
