@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import httpx
 
 from proxy.errors import APIError
+from proxy.http1 import Http1Transport
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy; Host and Content-Length are
 # recomputed for the upstream request.
@@ -42,24 +45,18 @@ def forwardable(
     return [(name, value) for name, value in pairs if name.lower() not in skip]
 
 
-def default_transport() -> httpx.AsyncBaseTransport:
-    """aiohttp's C HTTP parser behind httpx's transport API.
-
-    Chosen by measurement (`python -m bench --transports httpx`): it relays a streamed chunk
-    for well under half the CPU of httpx's own pool (README, Performance). No connection
-    limit, no cookies, and no headers of its own: the upstream sees the client's.
-    """
-    import aiohttp
-    from httpx_aiohttp import AiohttpTransport
-
-    def session() -> aiohttp.ClientSession:  # made lazily, inside the running event loop
-        return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+def default_transport(base_url: str) -> httpx.AsyncBaseTransport:
+    """The lean HTTP/1.1 transport (`proxy.http1`), chosen by measurement (README,
+    Performance) — or httpx's own when the environment names an HTTP proxy for the upstream
+    (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, honouring `NO_PROXY`)."""
+    parts = urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return httpx.AsyncHTTPTransport(
+            proxy=proxy, limits=httpx.Limits(max_connections=None, max_keepalive_connections=256)
         )
-
-    return AiohttpTransport(client=session)
+    return Http1Transport(httpx.create_ssl_context())
 
 
 class Upstream:
@@ -79,7 +76,7 @@ class Upstream:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        self.transport = transport or default_transport()
+        self.transport = transport or default_transport(base_url)
         self.timeouts = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
 
     def request_headers(

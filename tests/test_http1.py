@@ -1,0 +1,225 @@
+"""The upstream transport against real servers on loopback, scripted byte by byte."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from proxy.http1 import Http1Transport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+TIMEOUTS = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+
+
+async def serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    body = b""
+    lower = head.lower()
+    if b"content-length:" in lower:
+        length = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+    elif b"transfer-encoding: chunked" in lower:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += chunk[:-2]
+    return head, body
+
+
+async def send(
+    transport: Http1Transport,
+    url: str,
+    method: str = "POST",
+    content: bytes | AsyncIterator[bytes] | None = b"{}",
+    headers: dict[str, str] | None = None,
+) -> tuple[httpx.Response, bytes]:
+    request = httpx.Request(
+        method, url, content=content, headers=headers, extensions={"timeout": TIMEOUTS}
+    )
+    response = await transport.handle_async_request(request)
+    body = b"".join([part async for part in response.stream])  # type: ignore[union-attr]
+    await response.aclose()
+    return response, body
+
+
+async def test_keep_alive_reuses_one_connection():
+    connections = 0
+
+    async def handler(reader, writer):
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                head, body = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nx-echo: 1\r\n\r\n%s" % (len(body), body)
+            )
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    for i in range(3):
+        response, body = await send(transport, url + "/v1/x?a=1", content=b'{"n": %d}' % i)
+        assert (response.status_code, body) == (200, b'{"n": %d}' % i)
+        assert response.headers["x-echo"] == "1"
+    assert connections == 1
+    await transport.aclose()
+    server.close()
+
+
+async def test_chunked_responses_stream_piece_by_piece():
+    release = asyncio.Event()
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await release.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    request = httpx.Request("POST", url, content=b"{}", extensions={"timeout": TIMEOUTS})
+    response = await transport.handle_async_request(request)
+    parts = aiter(response.stream)  # type: ignore[arg-type]
+    assert await anext(parts) == b"first"  # before the server sends the rest
+    release.set()
+    assert b"".join([p async for p in parts]) == b"second"
+    await transport.aclose()
+    server.close()
+
+
+async def test_request_bodies_stream_chunked_or_with_their_length():
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def handler(reader, writer):
+        while True:
+            try:
+                seen.append(await read_request(reader))
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"hello "
+        yield b"world"
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    await send(transport, url, content=parts())
+    await send(transport, url, content=parts(), headers={"content-length": "11"})
+    assert [body for _, body in seen] == [b"hello world", b"hello world"]
+    assert b"transfer-encoding: chunked" in seen[0][0].lower()
+    assert b"content-length: 11" in seen[1][0].lower()
+    await transport.aclose()
+    server.close()
+
+
+async def test_a_body_until_close_and_a_head_request():
+    async def handler(reader, writer):
+        head, _ = await read_request(reader)
+        if head.startswith(b"HEAD"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+            writer.close()
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    assert (await send(transport, url, content=None))[1] == b"all of it"
+    response, body = await send(transport, url, method="HEAD", content=None)
+    assert (response.headers["content-length"], body) == ("99", b"")
+    await transport.aclose()
+    server.close()
+
+
+async def test_a_stale_pooled_connection_is_replaced():
+    served = 0
+
+    async def handler(reader, writer):
+        nonlocal served
+        await read_request(reader)
+        served += 1
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # keep-alive promised, connection closed anyway
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    await send(transport, url)
+    await asyncio.sleep(0.05)
+    assert (await send(transport, url))[1] == b"ok"
+    assert served == 2
+    await transport.aclose()
+    server.close()
+
+
+async def test_failures_become_httpx_errors():
+    async def cut(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    async def silent(reader, writer):
+        await read_request(reader)
+        await asyncio.sleep(10)
+
+    async def garbage(reader, writer):
+        await read_request(reader)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+
+    transport = Http1Transport()
+    server, url = await serve(cut)
+    with pytest.raises(httpx.ReadError):
+        await send(transport, url)
+    server.close()
+    server, url = await serve(garbage)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await send(transport, url)
+    server.close()
+    server, url = await serve(silent)
+    request = httpx.Request(
+        "POST", url, content=b"{}", extensions={"timeout": {**TIMEOUTS, "read": 0.2}}
+    )
+    with pytest.raises(httpx.ReadTimeout):
+        await transport.handle_async_request(request)
+    server.close()
+    closed_port = url.rsplit(":", 1)[1]
+    await asyncio.sleep(0.05)
+    with pytest.raises(httpx.ConnectError):
+        await send(transport, f"http://127.0.0.1:{int(closed_port)}")
+    await transport.aclose()
+
+
+async def test_large_bodies_arrive_whole_with_back_pressure():
+    blob = bytes(range(256)) * 40_000  # ~10 MB
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(blob))
+        writer.write(blob)
+        await writer.drain()
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    request = httpx.Request("POST", url, content=b"{}", extensions={"timeout": TIMEOUTS})
+    response = await transport.handle_async_request(request)
+    received = []
+    async for part in response.stream:  # type: ignore[union-attr]
+        received.append(part)
+        await asyncio.sleep(0)  # a slow reader
+    assert b"".join(received) == blob
+    await transport.aclose()
+    server.close()
