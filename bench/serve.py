@@ -67,6 +67,14 @@ def main() -> None:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024)
         )
         app = create_app(Settings(upstream=upstream), registry, transport)
+    elif kind == "proxy-aiohttp":  # aiohttp behind httpx's API, for the transport comparison
+        import aiohttp
+        from httpx_aiohttp import AiohttpTransport
+
+        def session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+        app = create_app(Settings(upstream=upstream), registry, AiohttpTransport(client=session))
     else:
         app = bare_app(upstream)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)

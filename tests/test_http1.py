@@ -61,7 +61,7 @@ async def test_keep_alive_reuses_one_connection():
         connections += 1
         while True:
             try:
-                head, body = await read_request(reader)
+                _, body = await read_request(reader)
             except asyncio.IncompleteReadError:
                 break
             writer.write(
