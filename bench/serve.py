@@ -3,6 +3,7 @@ pass-through proxy built the naive way (Starlette + httpx, bytes relayed as they
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -57,8 +58,35 @@ def bare_app(upstream: str) -> Starlette:
     return Starlette(routes=[Route("/v1/{path:path}", relay, methods=["GET", "POST"])])
 
 
+async def floor(upstream_port: int, port: int) -> None:
+    """The least any proxy process can add: bytes piped both ways, nothing parsed."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(
+            pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True
+        )
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
 def main() -> None:
     kind, upstream, port = sys.argv[1], sys.argv[2], int(os.environ["BENCH_PORT"])
+    if kind == "floor":
+        import uvloop
+
+        uvloop.install()
+        asyncio.run(floor(int(upstream.rsplit(":", 1)[1].split("/")[0]), port))
+        return
     registry = Registry.of(bench_echo, plugin="bench")
     if kind == "proxy":
         app = create_app(Settings(upstream=upstream), registry)

@@ -78,6 +78,7 @@ class Upstream:
         self.api_key = api_key
         self.transport = transport or default_transport(base_url)
         self.timeouts = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
+        self._urls: dict[tuple[str, bytes], httpx.URL] = {}
 
     def request_headers(
         self, client_headers: Iterable[tuple[str, str]], rewritten: bool = False
@@ -105,9 +106,11 @@ class Upstream:
         query: bytes = b"",
     ) -> httpx.Response:
         """Send a request; the response comes back with its body still unread (close it)."""
-        url = self.base_url + path
-        if query:
-            url += "?" + query.decode("latin-1")
+        url = self._urls.get((path, query))
+        if url is None:
+            url = httpx.URL(self.base_url + path + ("?" + query.decode("latin-1") if query else ""))
+            if len(self._urls) < 256:  # parsing a URL costs more than the rest of the request
+                self._urls[path, query] = url
         request = httpx.Request(
             method, url, headers=headers, content=content, extensions={"timeout": self.timeouts}
         )

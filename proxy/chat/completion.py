@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -30,9 +31,9 @@ class ChatCompletionReader:
         self.body = bytearray()
         self.message = MessageAccumulator()
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> Iterator[bytes]:
         self.body += data
-        return []
+        return iter(())
 
     def end_round(self) -> RoundOutcome:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from proxy.chat.completion import ChatCompletionReader
@@ -78,7 +79,7 @@ class ChatConversation:
             return self.body
         return {**self.body, "messages": [*self.body["messages"], *self.history]}
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> Iterator[bytes]:
         return self.reader.feed(data)
 
     def end_round(self) -> RoundOutcome:

@@ -8,6 +8,7 @@ renumbered 0, 1, 2 …; the role delta, the completion id and the finish come on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -46,13 +47,11 @@ class ChatStream:
         self.failed = False
         self.done = False
 
-    def feed(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
+    def feed(self, data: bytes) -> Iterator[bytes]:
         for event in self.decoder.feed(data):
             frame = self._event(event.data)
             if frame is not None:
-                out.append(frame)
-        return out
+                yield frame
 
     def end_round(self) -> RoundOutcome:
         tail = [

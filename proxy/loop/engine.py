@@ -100,6 +100,7 @@ class Engine:
     ) -> AsyncIterator[bytes]:
         seen_calls: set[tuple[tuple[str, str], ...]] = set()
         round_no = 0
+        started = False
         while True:
             round_no += 1
             body = orjson.dumps(conv.request())
@@ -118,8 +119,15 @@ class Engine:
                             forwardable(response.headers.items(), _BODY_HEADERS)
                         )
                     async for data in body_of(response):
-                        for frame in conv.feed(data):
-                            yield frame
+                        frames = conv.feed(data)
+                        if not started:  # the very first bytes go out at once
+                            for frame in frames:
+                                started = True
+                                yield frame
+                                break
+                        rest = b"".join(frames)  # then one write for what one read brought
+                        if rest:
+                            yield rest
             except httpx.HTTPError as exc:
                 raise _Failed(
                     f"the upstream connection failed mid-response: {exc!r}", "upstream_error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,8 +35,9 @@ class Conversation(Protocol):
     def request(self) -> dict[str, Any]:
         """The JSON body of the next upstream request."""
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Bytes of the upstream body (torn anywhere); returns bytes for the client now."""
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Bytes of the upstream body (torn anywhere); yields bytes for the client now, as
+        each event is read (so the first can go out before the rest is looked at)."""
 
     def end_round(self) -> RoundOutcome:
         """The upstream body ended."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -27,9 +28,9 @@ class ResponseReader:
         self.items: list[dict[str, Any]] = []
         self.hidden: list[tuple[int | None, HiddenCall]] = []
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> Iterator[bytes]:
         self.body += data
-        return []
+        return iter(())
 
     def end_round(self) -> RoundOutcome:
         try:

@@ -9,6 +9,7 @@ calls are hidden from `output_item.added` to `output_item.done` — or shown as 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -46,11 +47,9 @@ class ResponsesStream:
 
     # -- upstream events in ----------------------------------------------------------------
 
-    def feed(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
+    def feed(self, data: bytes) -> Iterator[bytes]:
         for event in self.decoder.feed(data):
-            out.extend(self._event(event.data))
-        return out
+            yield from self._event(event.data)
 
     def end_round(self) -> RoundOutcome:
         tail = [frame for event in self.decoder.close() for frame in self._event(event.data)]
