@@ -20,6 +20,7 @@ from proxy.config import Settings
 from proxy.errors import APIError
 from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
+from proxy.loop.stopwatch import Stopwatch
 from proxy.passthrough import raw_headers, relay
 from proxy.relay import RelayResponse
 from proxy.responses.conversation import ResponsesConversation
@@ -29,6 +30,7 @@ from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream
 
+OVERHEAD_HEADER = "x-tool-proxy-overhead-ms"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -48,13 +50,15 @@ def create_app(
     memory = ResponsesMemory()
 
     async def chat_completions(request: Request) -> Response:
+        watch = Stopwatch()
         raw = await request.body()
         conv = ChatConversation(check_chat(parse_json(raw)), registry)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
-        return respond(conv, await engine.start(conv, *client_of(request)))
+        return respond(conv, await engine.start(conv, *client_of(request), watch))
 
     async def responses(request: Request) -> Response:
+        watch = Stopwatch()
         raw = await request.body()
         body = check_responses(parse_json(raw))
         if memory.recall(body):
@@ -62,7 +66,7 @@ def create_app(
         conv = ResponsesConversation(body, registry, settings.show_calls)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
-        exchange = await engine.start(conv, *client_of(request))
+        exchange = await engine.start(conv, *client_of(request), watch)
 
         def remember() -> None:
             memory.keep(conv.remembrance())
@@ -111,12 +115,25 @@ def create_app(
 def respond(
     conv: Conversation, exchange: Exchange, on_end: Callable[[], None] | None = None
 ) -> Response:
-    """The client's response: streamed as the rounds go, or the one merged JSON body."""
+    """The client's response: streamed as the rounds go, or the one merged JSON body.
+
+    `x-tool-proxy-overhead-ms` tells the proxy's own time on the request (excluding the
+    upstream and the tools): the whole of it for a JSON body; up to the first byte in the
+    header of a stream, and the whole of it in an SSE comment that ends the stream.
+    """
+    watch = exchange.watch
+    headers = [*exchange.headers, (OVERHEAD_HEADER, watch.ms)]
     if conv.streaming:
-        headers = raw_headers(httpx.Headers(exchange.headers))
-        return RelayResponse(200, headers, exchange.rest, exchange.first, on_end)
+        return RelayResponse(
+            200,
+            raw_headers(httpx.Headers(headers)),
+            exchange.rest,
+            exchange.first,
+            on_end,
+            trailer=lambda: f": {OVERHEAD_HEADER}={watch.ms}\n\n".encode(),
+        )
     response = Response(exchange.first, media_type="application/json")
-    for name, value in exchange.headers:
+    for name, value in headers:
         if name.lower() not in response.headers:
             response.headers.append(name, value)
     return response

@@ -23,12 +23,14 @@ class RelayResponse(Response):
         body: AsyncIterator[bytes],
         first: bytes = b"",
         on_end: Callable[[], None] | None = None,
+        trailer: Callable[[], bytes] | None = None,
     ) -> None:
         self.status_code = status_code
         self.raw_headers = raw_headers
         self.first = first
         self.body_iterator = body
         self.on_end = on_end
+        self.trailer = trailer  # last bytes, made once the body is done
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,7 +58,8 @@ class RelayResponse(Response):
                 await send({"type": "http.response.body", "body": self.first, "more_body": True})
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            last = self.trailer() if self.trailer is not None else b""
+            await send({"type": "http.response.body", "body": last, "more_body": False})
         except asyncio.CancelledError:
             if not left:
                 raise

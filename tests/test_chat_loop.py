@@ -15,7 +15,7 @@ from proxy import tool
 from proxy.tools.registry import Registry
 from tests.chunks import call, calls_round, chunk, completion, text_round, usage
 from tests.conftest import UPSTREAM, mocked_app, weather
-from tests.upstream import Reply, sse
+from tests.upstream import Reply, sse, sse_frames
 
 USER = [{"role": "user", "content": "hi"}]
 LOOKUP = {
@@ -404,7 +404,7 @@ async def test_an_upstream_error_after_streaming_began_is_an_error_event(upstrea
         response = await http.post(
             "/v1/chat/completions", json={"model": "m", "messages": USER, "stream": True}
         )
-    frames = [f for f in response.text.split("\n\n") if f]
+    frames = sse_frames(response.text)
     assert response.status_code == 200
     assert json.loads(frames[-1].removeprefix("data: ")) == {
         "error": {
@@ -547,7 +547,7 @@ async def test_a_stream_cut_short_is_an_error_not_a_fake_done(upstream):
         response = await http.post(
             "/v1/chat/completions", json={"model": "m", "messages": USER, "stream": True}
         )
-    frames = [f for f in response.text.split("\n\n") if f]
+    frames = sse_frames(response.text)
     assert "Hel" in frames[0]
     assert json.loads(frames[-1].removeprefix("data: "))["error"]["code"] == "upstream_incomplete"
     assert "[DONE]" not in response.text
@@ -653,3 +653,21 @@ async def test_an_allowed_tools_choice_keeps_its_list(upstream, client):
         "type": "allowed_tools",
         "allowed_tools": {**choice["allowed_tools"], "mode": "auto"},
     }
+
+
+async def test_the_proxys_own_time_is_reported(upstream):
+    upstream(
+        calls_round(("c1", "weather", "{}")),
+        text_round("Sunny"),
+        completion({"role": "assistant", "content": "hi"}),
+    )
+    async with raw_client() as http:
+        streamed = await http.post(
+            "/v1/chat/completions", json={"model": "m", "messages": USER, "stream": True}
+        )
+        whole = await http.post("/v1/chat/completions", json={"model": "m", "messages": USER})
+    at_first_byte = float(streamed.headers["x-tool-proxy-overhead-ms"])
+    last = streamed.text.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith(": x-tool-proxy-overhead-ms=")
+    assert 0 < at_first_byte <= float(last.split("=")[1]) < 1000
+    assert 0 < float(whole.headers["x-tool-proxy-overhead-ms"]) < 1000

@@ -19,7 +19,7 @@ from tests.events import (
     stream_round,
     usage,
 )
-from tests.upstream import Reply
+from tests.upstream import Reply, sse_frames
 
 LOOKUP = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
 
@@ -234,7 +234,7 @@ async def test_a_round_failing_after_events_ends_with_response_failed(upstream):
         raw = (
             await http.post("/v1/responses", json={"model": "m", "input": "hi", "stream": True})
         ).text
-    frames = [f for f in raw.split("\n\n") if f]
+    frames = sse_frames(raw)
     last = json.loads(frames[-1].split("data: ", 1)[1])
     assert last["type"] == "response.failed"
     assert last["response"]["error"] == {"code": "upstream_error", "message": "overloaded"}

@@ -41,6 +41,11 @@ class Reply:
         return self.body if isinstance(self.body, list) else [self.body]
 
 
+def sse_frames(text: str) -> list[str]:
+    """The frames of an SSE body the client got, without comments."""
+    return [f for f in text.split("\n\n") if f and not f.startswith(":")]
+
+
 def sse(*chunks: dict[str, Any], done: bool = True) -> bytes:
     """An SSE body made of chat chunks (and `[DONE]`)."""
     body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)

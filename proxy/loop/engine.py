@@ -8,16 +8,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from time import perf_counter
 
 import httpx
 import orjson
 
 from proxy.errors import APIError
 from proxy.loop.round import Conversation
+from proxy.loop.stopwatch import Stopwatch
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream, forwardable
 
 log = logging.getLogger("proxy")
+
+_HOLD = 50e-6  # seconds a frame may wait to share a write with the frames after it
 
 # Headers of the upstream's response that do not describe the body the proxy sends.
 _BODY_HEADERS = frozenset({"content-length", "content-encoding"})
@@ -30,6 +34,7 @@ class Exchange:
     headers: list[tuple[str, str]]
     first: bytes
     rest: AsyncIterator[bytes]
+    watch: Stopwatch
 
 
 class _Failed(Exception):
@@ -48,18 +53,24 @@ class Engine:
         self.max_rounds = max_rounds
 
     async def start(
-        self, conv: Conversation, client_headers: list[tuple[str, str]], query: bytes = b""
+        self,
+        conv: Conversation,
+        client_headers: list[tuple[str, str]],
+        query: bytes = b"",
+        watch: Stopwatch | None = None,
     ) -> Exchange:
         """Run until the client has something to receive.
 
         Raises `APIError` — the upstream's own status and body, or the proxy's 502 — when a
-        round fails before the client received anything.
+        round fails before the client received anything. `watch` (running) times the proxy's
+        own work on the request.
         """
+        watch = watch or Stopwatch()
         headers: list[tuple[str, str]] = []
         request_headers = self.upstream.request_headers(client_headers, rewritten=True)
-        body = self._run(conv, request_headers, query, headers)
+        body = self._run(conv, request_headers, query, headers, watch)
         first = await anext(body)
-        return Exchange(headers, first, body)
+        return Exchange(headers, first, body, watch)
 
     async def _run(
         self,
@@ -67,10 +78,12 @@ class Engine:
         request_headers: list[tuple[str, str]],
         query: bytes,
         response_headers: list[tuple[str, str]],
+        watch: Stopwatch,
     ) -> AsyncIterator[bytes]:
         sent = False
         try:
-            async for frame in self._rounds(conv, request_headers, query, response_headers):
+            rounds = self._rounds(conv, request_headers, query, response_headers, watch)
+            async for frame in rounds:
                 sent = True
                 yield frame
         except APIError as exc:
@@ -97,6 +110,7 @@ class Engine:
         request_headers: list[tuple[str, str]],
         query: bytes,
         response_headers: list[tuple[str, str]],
+        watch: Stopwatch,
     ) -> AsyncIterator[bytes]:
         seen_calls: set[tuple[tuple[str, str], ...]] = set()
         round_no = 0
@@ -104,6 +118,7 @@ class Engine:
         while True:
             round_no += 1
             body = orjson.dumps(conv.request())
+            watch.pause()
             try:
                 async with self.upstream.open(
                     "POST", conv.path, request_headers, body, query
@@ -119,19 +134,28 @@ class Engine:
                             forwardable(response.headers.items(), _BODY_HEADERS)
                         )
                     async for data in body_of(response):
-                        frames = conv.feed(data)
-                        if not started:  # the very first bytes go out at once
-                            for frame in frames:
+                        watch.resume()
+                        # What one read brought goes out in as few writes as possible, but
+                        # no frame waits more than _HOLD for the ones after it.
+                        batch: list[bytes] = []
+                        since = perf_counter()
+                        for frame in conv.feed(data):
+                            batch.append(frame)
+                            if not started or perf_counter() - since > _HOLD:
                                 started = True
-                                yield frame
-                                break
-                        rest = b"".join(frames)  # then one write for what one read brought
-                        if rest:
-                            yield rest
+                                watch.pause()
+                                yield b"".join(batch)
+                                watch.resume()
+                                batch.clear()
+                                since = perf_counter()
+                        watch.pause()
+                        if batch:
+                            yield b"".join(batch)
             except httpx.HTTPError as exc:
                 raise _Failed(
                     f"the upstream connection failed mid-response: {exc!r}", "upstream_error"
                 ) from exc
+            watch.resume()
             outcome = conv.end_round()
             for frame in outcome.tail:
                 yield frame
@@ -141,7 +165,9 @@ class Engine:
                 return  # the upstream's error event already reached the client
             if not outcome.server_calls or round_no >= self.max_rounds:
                 break
+            watch.pause()
             results = await self.runner.run_all(outcome.server_calls)
+            watch.resume()
             signature = tuple((c.name, c.arguments) for c in outcome.server_calls)
             repeated = signature in seen_calls
             seen_calls.add(signature)
@@ -150,8 +176,10 @@ class Engine:
                 yield frame
             if outcome.client_calls:
                 break  # a mixed round: the client answers its own calls next
-        for frame in conv.finish():
-            yield frame
+        tail = b"".join(conv.finish())
+        watch.pause()
+        log.debug("%s: proxy overhead %s ms over %d round(s)", conv.path, watch.ms, round_no)
+        yield tail
 
 
 def body_of(response: httpx.Response) -> AsyncIterator[bytes]:
