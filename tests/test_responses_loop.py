@@ -34,6 +34,12 @@ def make_client(**settings: Any) -> openai.AsyncOpenAI:
     )
 
 
+def raw_client() -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=mocked_app()), base_url="http://proxy.test"
+    )
+
+
 async def stream(client: openai.AsyncOpenAI, **request: Any) -> tuple[list[Any], Any]:
     async with client.responses.stream(model="m", input=request.pop("input", "hi"), **request) as s:
         events = [e async for e in s]
@@ -227,10 +233,7 @@ async def test_a_round_failing_after_events_ends_with_response_failed(upstream):
         stream_round("resp_1", message_events(0, "Checking."), weather_call(1)),
         Reply(b'{"error": {"message": "overloaded"}}', status=503, content_type="application/json"),
     )
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=mocked_app()),
-        base_url="http://proxy.test",
-    ) as http:
+    async with raw_client() as http:
         raw = (
             await http.post("/v1/responses", json={"model": "m", "input": "hi", "stream": True})
         ).text
@@ -258,10 +261,7 @@ async def test_a_stream_cut_before_its_terminal_event_fails_cleanly(upstream):
 async def test_background_responses_pass_straight_through(upstream):
     body = json.dumps(response("resp_bg", status="queued")).encode()
     up = upstream(Reply(body, content_type="application/json"))
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=mocked_app()),
-        base_url="http://proxy.test",
-    ) as http:
+    async with raw_client() as http:
         sent = {"model": "m", "input": "hi", "background": True}
         result = await http.post("/v1/responses", json=sent)
     assert result.content == body
@@ -337,10 +337,7 @@ async def test_non_streaming_shows_calls_as_mcp_items(upstream):
     ],
 )
 async def test_bad_request_bodies_are_400s(body, message):
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=mocked_app()),
-        base_url="http://proxy.test",
-    ) as http:
+    async with raw_client() as http:
         result = await http.post("/v1/responses", content=body)
     assert result.status_code == 400
     assert message in result.json()["error"]["message"]
