@@ -22,6 +22,7 @@ import httpx
 
 _HIGH_WATER = 1 << 20  # buffered body bytes before the socket stops being read
 _KEEPALIVE = 60.0  # seconds an idle connection stays in the pool
+_MAX_IDLE = 512  # idle connections kept per upstream
 
 
 class _Connection(asyncio.Protocol):
@@ -315,8 +316,14 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return fresh
 
     def release(self, origin: tuple[str, str, int], conn: _Connection) -> None:
-        conn.idle_since = time.monotonic()
-        self.idle.setdefault(origin, []).append(conn)
+        now = conn.idle_since = time.monotonic()
+        idle = self.idle.setdefault(origin, [])
+        while idle and (idle[0].closed or now - idle[0].idle_since >= _KEEPALIVE):
+            idle.pop(0).close()  # the oldest first: what a burst left behind goes in time
+        if len(idle) < _MAX_IDLE:
+            idle.append(conn)
+        else:
+            conn.close()
 
     async def aclose(self) -> None:
         for conns in self.idle.values():
