@@ -962,3 +962,24 @@ async def test_run_all_single_and_empty(runner: ToolRunner) -> None:
     [only] = await runner.run_all([ToolCall("x", "add", '{"a": 1, "b": 1}')])
     assert only.output == "2"
     assert only.ok
+
+
+async def test_enum_parameters_arrive_as_members() -> None:
+    import enum as enum_module
+
+    class Unit(enum_module.Enum):
+        CELSIUS = "c"
+        FAHRENHEIT = "f"
+
+    seen = []
+
+    @tool
+    def temperature(unit: Unit = Unit.CELSIUS) -> str:
+        """Temperature."""
+        seen.append(unit)
+        return unit.name
+
+    assert temperature.parameters["properties"]["unit"]["enum"] == ["c", "f"]
+    assert await temperature.invoke({"unit": "f"}) == "FAHRENHEIT"
+    assert await temperature.invoke({}) == "CELSIUS"
+    assert seen == [Unit.FAHRENHEIT, Unit.CELSIUS]

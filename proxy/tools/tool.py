@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -81,6 +83,19 @@ class Tool:
             if p.default is not inspect.Parameter.empty and p.default is not None
         )
 
+    @cached_property
+    def _enums(self) -> dict[str, type[enum.Enum]]:
+        """Parameters typed with an Enum: the model sends a value, the handler gets a member."""
+        try:
+            hints = typing.get_type_hints(self.handler)
+        except Exception:
+            return {}
+        return {
+            name: hint
+            for name, hint in hints.items()
+            if isinstance(hint, type) and issubclass(hint, enum.Enum)
+        }
+
     async def invoke(self, arguments: dict[str, Any]) -> Any:
         """Run the handler with already-validated keyword arguments, off the loop if sync.
 
@@ -91,6 +106,9 @@ class Tool:
             arguments = {
                 k: v for k, v in arguments.items() if v is not None or k not in self._defaulted
             }
+        for name, enum_type in self._enums.items():
+            if name in arguments:
+                arguments = {**arguments, name: enum_type(arguments[name])}
         if self.is_async:
             return await self.handler(**arguments)
         return await asyncio.to_thread(self.handler, **arguments)
