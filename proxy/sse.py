@@ -35,15 +35,12 @@ class SSEDecoder:
                 chunk = chunk[:-1]
                 self._pending_cr = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\n\n" not in buffer:
-            self._buffer = buffer
-            return []
-        *frames, self._buffer = buffer.split(b"\n\n")
+        *frames, self._buffer = (self._buffer + chunk if self._buffer else chunk).split(b"\n\n")
         events = []
         for frame in frames:
-            event = _parse_frame(frame)
-            if event is not None:
+            if frame.startswith(b"data: ") and b"\n" not in frame:
+                events.append(Event(b"", frame[6:]))  # the common case: one `data: ` line
+            elif (event := _parse_frame(frame)) is not None:
                 events.append(event)
         return events
 
@@ -58,8 +55,6 @@ class SSEDecoder:
 
 
 def _parse_frame(frame: bytes) -> Event | None:
-    if frame.startswith(b"data: ") and b"\n" not in frame:
-        return Event(b"", frame[6:])  # the common case: one `data: ` line
     name = b""
     data: list[bytes] = []
     for line in frame.split(b"\n"):

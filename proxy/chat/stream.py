@@ -8,6 +8,7 @@ renumbered 0, 1, 2 …; the role delta, the completion id and the finish come on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +35,7 @@ class ChatStream:
         self.usage: dict[str, Any] | None = None
         self.finish_template: dict[str, Any] | None = None
         self.last_chunk: dict[str, Any] = {}
+        self.client_token: bytes | None = None  # the client's `"id":"…"` as upstream spells it
         self.start_round()
 
     # -- one round -------------------------------------------------------------------------
@@ -44,6 +46,8 @@ class ChatStream:
         self.visible: dict[int, int] = {}  # id(call) -> index the client sees
         self.finish_reason: str | None = None
         self.round_usage: dict[str, Any] | None = None
+        self.round_token: bytes | None = None  # this round's `"id":"…"`, when not the client's
+        self.pending: list[bytes] = []  # plain content chunks, parsed only if the round needs
         self.failed = False
         self.done = False
 
@@ -64,6 +68,8 @@ class ChatStream:
             self.round_usage = None
         calls = self.message.calls.calls
         server = [c for c in calls if c.name in self.server_tools]
+        if server:
+            self._parse_pending()  # the next round needs every field the model wrote
         cut_short = not (self.done or self.failed or self.finish_reason is not None)
         return RoundOutcome(
             server_calls=[ToolCall(c.id, c.name, c.arguments) for c in server],
@@ -79,6 +85,16 @@ class ChatStream:
             return None
         if self.done or self.failed:
             return None
+        if self.client_token is not None and _plain(data):
+            # Content only: forwarded as it came (its id renamed in later rounds), read later
+            # and only if the round ends with calls to run. The hot path.
+            if self.client_token in data:
+                self.pending.append(data)
+                return encode(data)
+            if self.round_token is not None and self.round_token in data:
+                self.pending.append(data)
+                return encode(data.replace(self.round_token, self.client_token, 1))
+        self._parse_pending()
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -88,10 +104,35 @@ class ChatStream:
         if "error" in chunk and "choices" not in chunk:
             self.failed = True  # the upstream's own error event: pass it on, then stop
             return encode(data)
+        chunk_id = chunk.get("id")
+        if isinstance(chunk_id, str) and chunk_id:
+            self._learn_id(chunk_id, data)
         changed = self._chunk(chunk)
         if changed is None:
             return None
         return encode(orjson.dumps(chunk)) if changed else encode(data)
+
+    def _learn_id(self, chunk_id: str, data: bytes) -> None:
+        """Note how the upstream spells `"id":"…"`, so plain chunks need no parsing."""
+        if self.client_token is not None and self.round_token is not None:
+            return
+        for separator in (b":", b": "):
+            token = b'"id"' + separator + orjson.dumps(chunk_id)
+            if token not in data:
+                continue
+            if self.client_id in (None, chunk_id):
+                self.client_token = token
+            elif self.round_token is None:
+                self.round_token = token
+                self.client_token = b'"id"' + separator + orjson.dumps(self.client_id)
+            return
+
+    def _parse_pending(self) -> None:
+        for data in self.pending:
+            chunk = orjson.loads(data)
+            for choice in chunk.get("choices") or []:
+                self.message.add_fields(choice.get("delta") or {})
+        self.pending.clear()
 
     def _chunk(self, chunk: dict[str, Any]) -> bool | None:
         """Rewrite `chunk` in place for the client: True if changed, None to drop it."""
@@ -191,6 +232,17 @@ class ChatStream:
     def fail(self, message: str, code: str) -> list[bytes]:
         error = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
         return [encode(orjson.dumps(error))]
+
+
+# A chunk with none of these needs no rewrite: no role, no call, no usage, no finish, no error.
+# (One scan in C costs less than parsing the chunk.)
+_NOT_PLAIN = re.compile(
+    rb'"(?:role|tool_calls|function_call|error)"|"(?:finish_reason|usage)":(?!null)'
+)
+
+
+def _plain(data: bytes) -> bool:
+    return _NOT_PLAIN.search(data) is None
 
 
 def _announce(call: Call, index: int) -> dict[str, Any]:
