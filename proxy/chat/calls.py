@@ -26,7 +26,6 @@ class Call:
     type: str = "function"
     extra: dict[str, Any] = field(default_factory=dict)
     function_extra: dict[str, Any] = field(default_factory=dict)
-    generated_id: bool = False
 
     def as_message_part(self) -> dict[str, Any]:
         """The call as it goes back upstream in the assistant message of the next round."""
@@ -70,7 +69,7 @@ class CallAssembler:
         call = self._find(call_id, index)
         is_new = call is None
         if call is None:
-            call = Call(id=call_id or "call_" + secrets.token_hex(12), generated_id=not call_id)
+            call = Call(id=call_id or "call_" + secrets.token_hex(12))
             self.calls.append(call)
             if call_id:
                 self._by_id[call_id] = call
