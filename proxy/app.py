@@ -90,6 +90,14 @@ def create_app(
         assert isinstance(exc, APIError)
         return exc.response()
 
+    async def crash(request: Request, exc: Exception) -> Response:
+        return APIError.of(
+            500,
+            f"the proxy failed: {type(exc).__name__}: {exc}",
+            "server_error",
+            code="proxy_error",
+        ).response()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -104,7 +112,7 @@ def create_app(
             Route("/health", health, methods=["GET"]),
         ],
         middleware=middleware,
-        exception_handlers={404: not_found, APIError: api_error},
+        exception_handlers={404: not_found, APIError: api_error, Exception: crash},
         lifespan=lifespan,
     )
     app.state.registry = registry

@@ -74,3 +74,25 @@ async def test_paths_outside_v1_are_openai_style_404s():
         response = await http.get("/nothing/here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_an_unexpected_failure_is_a_500_in_the_openai_format(monkeypatch):
+    from proxy.chat import conversation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(conversation.ChatConversation, "__init__", broken)
+    app = mocked_app()
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="http://proxy",
+    ) as http:
+        response = await http.post("/v1/chat/completions", json={"model": "m", "messages": []})
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "message": "the proxy failed: RuntimeError: boom",
+        "type": "server_error",
+        "param": None,
+        "code": "proxy_error",
+    }
