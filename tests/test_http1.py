@@ -223,3 +223,29 @@ async def test_large_bodies_arrive_whole_with_back_pressure():
     assert b"".join(received) == blob
     await transport.aclose()
     server.close()
+
+
+async def test_https_upstreams_verify_their_certificate():
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecure")
+        await writer.drain()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    transport = Http1Transport(trusting)
+    assert (await send(transport, url))[1] == b"secure"
+    await transport.aclose()
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        await send(Http1Transport(ssl.create_default_context()), url)
+    server.close()
