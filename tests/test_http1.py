@@ -249,3 +249,25 @@ async def test_https_upstreams_verify_their_certificate():
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         await send(Http1Transport(ssl.create_default_context()), url)
     server.close()
+
+
+def test_an_http_proxy_in_the_environment_selects_httpx_pool(monkeypatch):
+    from proxy.upstream import default_transport
+
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(default_transport("https://api.openai.com/v1"), Http1Transport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert isinstance(default_transport("https://api.openai.com/v1"), httpx.AsyncHTTPTransport)
+    assert isinstance(default_transport("http://127.0.0.1:8000/v1"), Http1Transport)
+    monkeypatch.setenv("NO_PROXY", "api.openai.com")
+    assert isinstance(default_transport("https://api.openai.com/v1"), Http1Transport)
