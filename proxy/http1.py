@@ -221,16 +221,51 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self.idle: dict[tuple[str, str, int], list[_Connection]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        url = request.url
+        content = getattr(request, "_content", None)
+        return await self._exchange(
+            request.method,
+            request.url,
+            _request_head(request),
+            content if isinstance(content, bytes) else None,
+            request.stream,
+            request.extensions.get("timeout", {}),
+        )
+
+    async def send_bytes(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: list[tuple[str, str]],
+        content: bytes,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
+        """`handle_async_request` for a body already in memory, without building an
+        `httpx.Request` first: the proxy's own requests upstream, on the hot path."""
+        lines = [
+            method.encode() + b" " + (url.raw_path or b"/") + b" HTTP/1.1",
+            b"host: " + url.netloc,
+            b"content-length: %d" % len(content),
+        ]
+        lines += [
+            name.encode("latin-1") + b": " + value.encode("latin-1") for name, value in headers
+        ]
+        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        return await self._exchange(method, url, head, content, None, timeouts)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: httpx.URL,
+        head: bytes,
+        content: bytes | None,
+        body: Any,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        head = _request_head(request)
-        body = request.stream
-        replayable = isinstance(getattr(request, "_content", None), bytes)
         for attempt in (1, 2):
             conn = await self._acquire(origin, timeouts.get("connect"))
             try:
-                await self._send(conn, request, head, body, timeouts.get("write"))
+                await self._send(conn, head, content, body, timeouts.get("write"))
                 while not conn.head_done:
                     if conn.error is not None:
                         raise conn.error
@@ -238,7 +273,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
             except httpx.HTTPError as exc:
                 conn.close()
                 # A pooled connection the server had already closed: try a fresh one once.
-                if attempt == 1 and conn.reused and not conn.got_bytes and replayable:
+                if attempt == 1 and conn.reused and not conn.got_bytes and content is not None:
                     continue
                 if isinstance(exc, httpx.RemoteProtocolError) and not conn.got_bytes:
                     raise httpx.ReadError(str(exc)) from exc
@@ -248,7 +283,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 raise
             break
         stream = _Body(self, origin, conn, timeouts.get("read"))
-        if request.method == "HEAD":
+        if method == "HEAD":
             conn.complete = True  # no body follows, whatever the headers say
             conn.close()
         return httpx.Response(
@@ -261,18 +296,17 @@ class Http1Transport(httpx.AsyncBaseTransport):
     async def _send(
         self,
         conn: _Connection,
-        request: httpx.Request,
         head: bytes,
+        content: bytes | None,
         body: Any,
         seconds: float | None,
     ) -> None:
         try:
-            content = getattr(request, "_content", None)
-            if isinstance(content, bytes):
+            if content is not None:
                 await conn.write(head + content, seconds)
                 return
             await conn.write(head, seconds)
-            chunked = "content-length" not in request.headers
+            chunked = b"\r\ncontent-length:" not in head.lower()
             async for part in body:
                 if part:
                     await conn.write(

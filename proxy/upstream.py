@@ -77,7 +77,12 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.transport = transport or default_transport(base_url)
-        self.timeouts = {"connect": 10.0, "read": timeout, "write": timeout, "pool": timeout}
+        self.timeouts: dict[str, float | None] = {
+            "connect": 10.0,
+            "read": timeout,
+            "write": timeout,
+            "pool": timeout,
+        }
         self._urls: dict[tuple[str, bytes], httpx.URL] = {}
 
     def request_headers(
@@ -111,10 +116,16 @@ class Upstream:
             url = httpx.URL(self.base_url + path + ("?" + query.decode("latin-1") if query else ""))
             if len(self._urls) < 256:  # parsing a URL costs more than the rest of the request
                 self._urls[path, query] = url
-        request = httpx.Request(
-            method, url, headers=headers, content=content, extensions={"timeout": self.timeouts}
-        )
         try:
+            if isinstance(content, bytes) and isinstance(self.transport, Http1Transport):
+                return await self.transport.send_bytes(method, url, headers, content, self.timeouts)
+            request = httpx.Request(
+                method,
+                url,
+                headers=headers,
+                content=content,
+                extensions={"timeout": self.timeouts},
+            )
             return await self.transport.handle_async_request(request)
         except httpx.TransportError as exc:
             if _timed_out(exc):
