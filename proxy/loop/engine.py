@@ -68,41 +68,9 @@ class Engine:
         watch = watch or Stopwatch()
         headers: list[tuple[str, str]] = []
         request_headers = self.upstream.request_headers(client_headers, rewritten=True)
-        body = self._run(conv, request_headers, query, headers, watch)
+        body = _guarded(conv, self._rounds(conv, request_headers, query, headers, watch))
         first = await anext(body)
         return Exchange(headers, first, body, watch)
-
-    async def _run(
-        self,
-        conv: Conversation,
-        request_headers: list[tuple[str, str]],
-        query: bytes,
-        response_headers: list[tuple[str, str]],
-        watch: Stopwatch,
-    ) -> AsyncIterator[bytes]:
-        sent = False
-        try:
-            rounds = self._rounds(conv, request_headers, query, response_headers, watch)
-            async for frame in rounds:
-                sent = True
-                yield frame
-        except APIError as exc:
-            if not sent:
-                raise
-            for frame in conv.fail(_message_of(exc), "upstream_error"):
-                yield frame
-        except _Failed as exc:
-            if not sent:
-                raise APIError.of(exc.status, str(exc), "server_error", code=exc.code) from exc
-            for frame in conv.fail(str(exc), exc.code):
-                yield frame
-        except Exception as exc:
-            log.exception("request failed")
-            message = f"the proxy failed: {type(exc).__name__}: {exc}"
-            if not sent:
-                raise APIError.of(500, message, "server_error", code="proxy_error") from exc
-            for frame in conv.fail(message, "proxy_error"):
-                yield frame
 
     async def _rounds(
         self,
@@ -180,6 +148,34 @@ class Engine:
         watch.pause()
         log.debug("%s: proxy overhead %s ms over %d round(s)", conv.path, watch.ms, round_no)
         yield tail
+
+
+async def _guarded(conv: Conversation, rounds: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The rounds' bytes; a failure before any of them reached the client is raised as the
+    API error it answers with, and after that it ends the stream with the dialect's own
+    error event."""
+    sent = False
+    try:
+        async for frame in rounds:
+            sent = True
+            yield frame
+    except APIError as exc:
+        if not sent:
+            raise
+        for frame in conv.fail(_message_of(exc), "upstream_error"):
+            yield frame
+    except _Failed as exc:
+        if not sent:
+            raise APIError.of(exc.status, str(exc), "server_error", code=exc.code) from exc
+        for frame in conv.fail(str(exc), exc.code):
+            yield frame
+    except Exception as exc:
+        log.exception("request failed")
+        message = f"the proxy failed: {type(exc).__name__}: {exc}"
+        if not sent:
+            raise APIError.of(500, message, "server_error", code="proxy_error") from exc
+        for frame in conv.fail(message, "proxy_error"):
+            yield frame
 
 
 def body_of(response: httpx.Response) -> AsyncIterator[bytes]:
