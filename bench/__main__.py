@@ -369,7 +369,7 @@ def main() -> None:
         "--transports",
         nargs="*",
         default=[],
-        help="also measure the proxy on these transports (aiohttp)",
+        help="also measure the proxy on these upstream transports: httpx, aiohttp",
     )
     parser.add_argument("--output", help="also write the tables to this file")
     args = parser.parse_args()
