@@ -21,7 +21,7 @@ from proxy.errors import APIError
 from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
 from proxy.loop.stopwatch import Stopwatch
-from proxy.passthrough import raw_headers, relay
+from proxy.passthrough import relay
 from proxy.relay import RelayResponse
 from proxy.responses.conversation import ResponsesConversation
 from proxy.responses.conversation import check_request as check_responses
@@ -30,7 +30,7 @@ from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream
 
-OVERHEAD_HEADER = "x-tool-proxy-overhead-ms"
+OVERHEAD_HEADER = b"x-tool-proxy-overhead-ms"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -130,20 +130,19 @@ def respond(
     header of a stream, and the whole of it in an SSE comment that ends the stream.
     """
     watch = exchange.watch
-    headers = [*exchange.headers, (OVERHEAD_HEADER, watch.ms)]
+    headers = [*exchange.headers, (OVERHEAD_HEADER, watch.ms.encode())]
     if conv.streaming:
         return RelayResponse(
             200,
-            raw_headers(httpx.Headers(headers)),
+            headers,
             exchange.rest,
             exchange.first,
             on_end,
-            trailer=lambda: f": {OVERHEAD_HEADER}={watch.ms}\n\n".encode(),
+            trailer=lambda: f": {OVERHEAD_HEADER.decode()}={watch.ms}\n\n".encode(),
         )
     response = Response(exchange.first, media_type="application/json")
-    for name, value in headers:
-        if name.lower() not in response.headers:
-            response.headers.append(name, value)
+    own = {name for name, _ in response.raw_headers}
+    response.raw_headers += [(name, value) for name, value in headers if name not in own]
     return response
 
 

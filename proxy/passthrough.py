@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.relay import RelayResponse
-from proxy.upstream import HOP_BY_HOP, Upstream
+from proxy.upstream import Upstream, raw_headers
 
 
 async def relay(upstream: Upstream, request: Request, body: bytes | None = None) -> Response:
@@ -30,20 +30,6 @@ async def relay(upstream: Upstream, request: Request, body: bytes | None = None)
         request.method, path, headers, content, request.scope.get("query_string", b"")
     )
     return RelayResponse(response.status_code, raw_headers(response.headers), _stream(response))
-
-
-def raw_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
-    """The upstream's headers byte for byte, minus hop-by-hop ones."""
-    named = {
-        token.strip().lower()
-        for value in headers.get_list("connection")
-        for token in value.split(",")
-    }
-    return [
-        (name.lower(), value)
-        for name, value in headers.raw
-        if name.decode("latin-1").lower() not in HOP_BY_HOP | named
-    ]
 
 
 async def _stream(response: httpx.Response) -> AsyncIterator[bytes]:

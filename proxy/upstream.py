@@ -30,19 +30,31 @@ HOP_BY_HOP = frozenset(
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 
 
+def _skipped(connection: Iterable[str], drop: frozenset[str]) -> frozenset[str]:
+    """Names that must not cross: hop-by-hop ones, any the `Connection` header names, `drop`."""
+    named = {token.strip().lower() for value in connection for token in value.split(",")}
+    return HOP_BY_HOP | drop | named
+
+
 def forwardable(
     headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
     """The headers that may cross the proxy, minus any named in `Connection` and in `drop`."""
     pairs = list(headers)
-    named = {
-        token.strip().lower()
-        for name, value in pairs
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    skip = HOP_BY_HOP | named | drop
+    skip = _skipped((value for name, value in pairs if name.lower() == "connection"), drop)
     return [(name, value) for name, value in pairs if name.lower() not in skip]
+
+
+def raw_headers(
+    headers: httpx.Headers, drop: frozenset[str] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """`forwardable` for an upstream response's headers, kept byte for byte."""
+    skip = _skipped(headers.get_list("connection"), drop)
+    return [
+        (name.lower(), value)
+        for name, value in headers.raw
+        if name.decode("latin-1").lower() not in skip
+    ]
 
 
 def default_transport(base_url: str) -> httpx.AsyncBaseTransport:

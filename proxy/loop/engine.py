@@ -17,7 +17,7 @@ from proxy.errors import APIError
 from proxy.loop.round import Conversation
 from proxy.loop.stopwatch import Stopwatch
 from proxy.tools.runner import ToolRunner
-from proxy.upstream import Upstream, forwardable
+from proxy.upstream import Upstream, forwardable, raw_headers
 
 log = logging.getLogger("proxy")
 
@@ -31,7 +31,7 @@ _BODY_HEADERS = frozenset({"content-length", "content-encoding"})
 class Exchange:
     """The start of the client's response: upstream headers, the first bytes, the rest."""
 
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     first: bytes
     rest: AsyncIterator[bytes]
     watch: Stopwatch
@@ -66,7 +66,7 @@ class Engine:
         own work on the request.
         """
         watch = watch or Stopwatch()
-        headers: list[tuple[str, str]] = []
+        headers: list[tuple[bytes, bytes]] = []
         request_headers = self.upstream.request_headers(client_headers, rewritten=True)
         body = _guarded(conv, self._rounds(conv, request_headers, query, headers, watch))
         first = await anext(body)
@@ -77,7 +77,7 @@ class Engine:
         conv: Conversation,
         request_headers: list[tuple[str, str]],
         query: bytes,
-        response_headers: list[tuple[str, str]],
+        response_headers: list[tuple[bytes, bytes]],
         watch: Stopwatch,
     ) -> AsyncIterator[bytes]:
         seen_calls: set[tuple[tuple[str, str], ...]] = set()
@@ -98,9 +98,7 @@ class Engine:
                             dict(forwardable(response.headers.items(), _BODY_HEADERS)),
                         )
                     if not response_headers:
-                        response_headers.extend(
-                            forwardable(response.headers.items(), _BODY_HEADERS)
-                        )
+                        response_headers.extend(raw_headers(response.headers, _BODY_HEADERS))
                     async for data in body_of(response):
                         watch.resume()
                         # What one read brought goes out in as few writes as possible, but
