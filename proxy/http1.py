@@ -14,7 +14,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httptools
@@ -225,7 +225,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return await self._exchange(
             request.method,
             request.url,
-            _request_head(request),
+            _head(request.method, request.url, request.headers.raw),
             content if isinstance(content, bytes) else None,
             request.stream,
             request.extensions.get("timeout", {}),
@@ -241,15 +241,15 @@ class Http1Transport(httpx.AsyncBaseTransport):
     ) -> httpx.Response:
         """`handle_async_request` for a body already in memory, without building an
         `httpx.Request` first: the proxy's own requests upstream, on the hot path."""
-        lines = [
-            method.encode() + b" " + (url.raw_path or b"/") + b" HTTP/1.1",
-            b"host: " + url.netloc,
-            b"content-length: %d" % len(content),
-        ]
-        lines += [
-            name.encode("latin-1") + b": " + value.encode("latin-1") for name, value in headers
-        ]
-        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        head = _head(
+            method,
+            url,
+            [
+                (b"host", url.netloc),
+                (b"content-length", b"%d" % len(content)),
+                *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers),
+            ],
+        )
         return await self._exchange(method, url, head, content, None, timeouts)
 
     async def _exchange(
@@ -371,10 +371,10 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(httpx.ReadTimeout("the upstream sent nothing in time"))
 
 
-def _request_head(request: httpx.Request) -> bytes:
-    target = request.url.raw_path or b"/"
-    lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
-    lines += [name + b": " + value for name, value in request.headers.raw]
+def _head(method: str, url: httpx.URL, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The request line and headers, as one write."""
+    lines = [method.encode() + b" " + (url.raw_path or b"/") + b" HTTP/1.1"]
+    lines += [name + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
