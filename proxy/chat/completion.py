@@ -11,7 +11,6 @@ from proxy.chat.message import MessageAccumulator
 from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
 from proxy.loop.usage import add_usage
-from proxy.tools.runner import ToolCall
 
 _MERGED_TEXT = ("content", "reasoning_content", "reasoning", "refusal")
 
@@ -61,11 +60,9 @@ class ChatCompletionReader:
         if message.get("function_call"):
             self.message.legacy = True
             self.message.calls.add({"index": "legacy", "function": message["function_call"]})
-        calls = self.message.calls.calls
-        server = [c for c in calls if c.name in self.server_tools]
+        server = self.message.server_calls(self.server_tools)
         return RoundOutcome(
-            server_calls=[ToolCall(c.id, c.name, c.arguments) for c in server],
-            client_calls=len(calls) - len(server),
+            server_calls=server, client_calls=len(self.message.calls.calls) - len(server)
         )
 
     def finish(self) -> list[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.chat.calls import CallAssembler
+from proxy.tools.runner import ToolCall
 
 _STRUCTURAL = frozenset({"role", "tool_calls", "function_call"})
 
@@ -33,6 +34,12 @@ class MessageAccumulator:
                 _merge_list(self.fields[key], value)
             else:
                 self.fields[key] = list(value) if isinstance(value, list) else value
+
+    def server_calls(self, server_tools: frozenset[str]) -> list[ToolCall]:
+        """The calls of this round that the proxy runs itself."""
+        return [
+            ToolCall(c.id, c.name, c.arguments) for c in self.calls.calls if c.name in server_tools
+        ]
 
     def message(self) -> dict[str, Any]:
         """The assistant message to send back upstream with this round's calls."""

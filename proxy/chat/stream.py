@@ -19,7 +19,6 @@ from proxy.chat.message import MessageAccumulator
 from proxy.loop.round import RoundOutcome
 from proxy.loop.usage import add_usage
 from proxy.sse import SSEDecoder, encode
-from proxy.tools.runner import ToolCall
 
 DONE = b"data: [DONE]\n\n"
 
@@ -66,13 +65,12 @@ class ChatStream:
         if self.round_usage is not None:
             self.usage = add_usage(self.usage, self.round_usage)
             self.round_usage = None
-        calls = self.message.calls.calls
-        server = [c for c in calls if c.name in self.server_tools]
+        server = self.message.server_calls(self.server_tools)
         if server:
             self._parse_pending()  # the next round needs every field the model wrote
         cut_short = not (self.done or self.failed or self.finish_reason is not None)
         return RoundOutcome(
-            server_calls=[ToolCall(c.id, c.name, c.arguments) for c in server],
+            server_calls=server,
             client_calls=len(self.visible),
             failed=self.failed,
             tail=tail,
