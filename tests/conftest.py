@@ -63,16 +63,28 @@ def upstream() -> Callable[..., ScriptedUpstream]:
     router.stop()
 
 
+def openai_client(app: Any) -> openai.AsyncOpenAI:
+    """The real `openai` client, talking to `app` in process."""
+    return openai.AsyncOpenAI(
+        api_key="sk-client",
+        base_url="http://proxy.test/v1",
+        http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
+        max_retries=0,
+    )
+
+
+def raw_client(registry: Registry = SERVER_TOOLS, **settings: Any) -> httpx2.AsyncClient:
+    """A plain HTTP client of the proxy app in process, for what the SDK would hide."""
+    app = mocked_app(registry, **settings)
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://proxy.test")
+
+
 @pytest.fixture
 def make_client() -> Callable[..., openai.AsyncOpenAI]:
     """An `openai.AsyncOpenAI` client talking to the proxy app in process."""
 
     def make(registry: Registry = SERVER_TOOLS, **settings: Any) -> openai.AsyncOpenAI:
-        app = mocked_app(registry, **settings)
-        http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app))
-        return openai.AsyncOpenAI(
-            api_key="sk-client", base_url="http://proxy.test/v1", http_client=http, max_retries=0
-        )
+        return openai_client(mocked_app(registry, **settings))
 
     return make
 

@@ -8,15 +8,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
-import openai
 import pytest
 import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.tools.registry import Registry
-from tests.conftest import SERVER_TOOLS, UPSTREAM, mocked_app
+from tests.conftest import SERVER_TOOLS, UPSTREAM, mocked_app, openai_client
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear, text_stream
 
 TOOL_FIXTURES = [
@@ -80,11 +78,7 @@ async def chat(
     with respx.mock(assert_all_called=False) as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
         app = mocked_app(registry)
-        async with openai.AsyncOpenAI(
-            api_key="sk-test",
-            base_url="http://proxy.test/v1",
-            http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
-        ) as client:
+        async with openai_client(app) as client:
             stream = await client.chat.completions.create(
                 model="m",
                 messages=[{"role": "user", "content": "What's the weather?"}],

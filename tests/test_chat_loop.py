@@ -7,14 +7,13 @@ import json
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import pytest
 
 from proxy import tool
 from proxy.tools.registry import Registry
 from tests.chunks import call, calls_round, chunk, completion, text_round, usage
-from tests.conftest import UPSTREAM, mocked_app, weather
+from tests.conftest import UPSTREAM, raw_client, weather
 from tests.upstream import Reply, sse, sse_frames
 
 USER = [{"role": "user", "content": "hi"}]
@@ -33,11 +32,6 @@ async def stream_all(client: openai.AsyncOpenAI, **request: Any) -> list[Any]:
 
 def content_of(chunks: list[Any]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
-def raw_client(**settings: Any) -> httpx2.AsyncClient:
-    app = mocked_app(**settings)
-    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://proxy.test")
 
 
 async def test_usage_is_summed_and_sent_only_when_asked(upstream, client):

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-GROUP = "openai_tool_proxy"
+from tests.distributions import write_distribution
 
 PLUGIN_SOURCE = '''
 from typing import Literal
 
+from tests.distributions import write_distribution
 from proxy import tool
 
 
@@ -55,16 +56,8 @@ class Plugin:
 def make_plugin(root: Path, source: str = PLUGIN_SOURCE, target: str = "{mod}") -> Plugin:
     ident = uuid.uuid4().hex[:8]
     ep, module, tool_name = f"cli-demo-{ident}", f"tp_cli_plugin_{ident}", f"cli_weather_{ident}"
-    root.mkdir(parents=True, exist_ok=True)
-    (root / f"{module}.py").write_text(source.replace("{name}", tool_name), encoding="utf-8")
-    dist = root / f"{module}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n",
-        encoding="utf-8",
-    )
-    (dist / "entry_points.txt").write_text(
-        f"[{GROUP}]\n{ep} = {target.format(mod=module)}\n", encoding="utf-8"
+    write_distribution(
+        root, module, source.replace("{name}", tool_name), {ep: target.format(mod=module)}
     )
     return Plugin(root, ep, module, tool_name)
 

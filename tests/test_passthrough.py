@@ -6,12 +6,7 @@ import httpx
 import httpx2
 import respx
 
-from tests.conftest import UPSTREAM, mocked_app
-
-
-def proxy_client() -> httpx2.AsyncClient:
-    app = mocked_app()
-    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://proxy")
+from tests.conftest import UPSTREAM, mocked_app, raw_client
 
 
 async def test_headers_and_bytes_come_back_exactly():
@@ -29,7 +24,7 @@ async def test_headers_and_bytes_come_back_exactly():
                 content=body,
             )
         )
-        async with proxy_client() as http:
+        async with raw_client() as http:
             response = await http.get("/v1/files/f1/content")
     assert response.content == body
     raw = dict(response.headers.raw)
@@ -50,7 +45,7 @@ async def test_compressed_bodies_pass_untouched():
             )
         )
         async with (
-            proxy_client() as http,
+            raw_client() as http,
             http.stream("GET", "/v1/models", headers={"accept-encoding": "gzip"}) as response,
         ):
             raw = b"".join([part async for part in response.aiter_raw()])
@@ -63,14 +58,14 @@ async def test_error_statuses_and_methods_pass_through():
         router.delete(f"{UPSTREAM}/files/nope").mock(
             return_value=httpx.Response(404, json={"error": {"message": "No such File"}})
         )
-        async with proxy_client() as http:
+        async with raw_client() as http:
             response = await http.delete("/v1/files/nope")
     assert response.status_code == 404
     assert response.json() == {"error": {"message": "No such File"}}
 
 
 async def test_paths_outside_v1_are_openai_style_404s():
-    async with proxy_client() as http:
+    async with raw_client() as http:
         response = await http.get("/nothing/here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"

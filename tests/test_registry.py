@@ -13,13 +13,13 @@ import pytest
 
 from proxy import Tool, tool
 from proxy.tools.registry import (
-    ENTRY_POINT_GROUP,
     PluginError,
     Registered,
     Registry,
     collect_tools,
     load_registry,
 )
+from tests.distributions import write_distribution
 
 TWO_TOOLS = '''
 from __future__ import annotations
@@ -75,17 +75,12 @@ def make_plugin(
         prefix = "p" + uuid.uuid4().hex[:10]
         module = f"tp_plugin_{prefix}"
         created.append(module)
-        (tmp_path / f"{module}.py").write_text(source.replace("{prefix}", prefix), encoding="utf-8")
-        dist = tmp_path / f"{module}-0.1.dist-info"
-        dist.mkdir()
-        (dist / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n",
-            encoding="utf-8",
+        write_distribution(
+            tmp_path,
+            module,
+            source.replace("{prefix}", prefix),
+            {name: value.format(mod=module, prefix=prefix) for name, value in entry_points.items()},
         )
-        lines = [f"[{ENTRY_POINT_GROUP}]"]
-        for name, value in entry_points.items():
-            lines.append(f"{name} = {value.format(mod=module, prefix=prefix)}")
-        (dist / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         importlib.invalidate_caches()
         return module, prefix
 

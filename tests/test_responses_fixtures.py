@@ -7,14 +7,13 @@ import asyncio
 import json
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import UPSTREAM, mocked_app, weather
+from tests.conftest import UPSTREAM, mocked_app, openai_client, weather
 from tests.events import message_events, stream_round
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear
 
@@ -48,11 +47,7 @@ async def run(
     with respx.mock(assert_all_called=False) as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
         app = mocked_app()
-        async with openai.AsyncOpenAI(
-            api_key="sk-test",
-            base_url="http://proxy.test/v1",
-            http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
-        ) as client:
+        async with openai_client(app) as client:
             try:
                 async with client.responses.stream(
                     model="m", input="What's the weather in San Francisco?", **request
@@ -223,11 +218,7 @@ async def test_non_streaming_fixture_rounds():
     with respx.mock() as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
         app = mocked_app()
-        async with openai.AsyncOpenAI(
-            api_key="k",
-            base_url="http://proxy.test/v1",
-            http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
-        ) as client:
+        async with openai_client(app) as client:
             result = await client.responses.create(model="m", input="weather?")
     assert result.id == first["id"]
     assert [i.type for i in result.output] == ["reasoning", "message", "message"]

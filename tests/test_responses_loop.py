@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
-from tests.conftest import SERVER_TOOLS, mocked_app, weather
+from tests.conftest import SERVER_TOOLS, mocked_app, openai_client, raw_client, weather
 from tests.events import (
     body_round,
     call_events,
@@ -25,19 +24,7 @@ LOOKUP = {"type": "function", "name": "lookup", "parameters": {"type": "object"}
 
 
 def make_client(**settings: Any) -> openai.AsyncOpenAI:
-    app = mocked_app(**settings)
-    return openai.AsyncOpenAI(
-        api_key="sk-client",
-        base_url="http://proxy.test/v1",
-        http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
-        max_retries=0,
-    )
-
-
-def raw_client() -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=mocked_app()), base_url="http://proxy.test"
-    )
+    return openai_client(mocked_app(**settings))
 
 
 async def stream(client: openai.AsyncOpenAI, **request: Any) -> tuple[list[Any], Any]:
