@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from proxy import tool
+from proxy import server, tool
 from proxy.app import create_app
 from proxy.config import Settings
 from proxy.tools.registry import Registry
@@ -103,9 +103,10 @@ def main() -> None:
             return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
         app = create_app(Settings(upstream=upstream), registry, AiohttpTransport(client=session))
-    else:
-        app = bare_app(upstream)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+    else:  # the naive way: uvicorn's defaults
+        uvicorn.run(bare_app(upstream), host="127.0.0.1", port=port, log_level="warning")
+        return
+    server.run(app, "127.0.0.1", port, log_level="warning", backlog=4096)
 
 
 if __name__ == "__main__":

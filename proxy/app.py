@@ -20,6 +20,7 @@ from proxy.config import Settings
 from proxy.errors import APIError
 from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
+from proxy.loop.stopwatch import HEADER as OVERHEAD_HEADER
 from proxy.loop.stopwatch import Stopwatch
 from proxy.passthrough import relay
 from proxy.relay import RelayResponse
@@ -30,7 +31,6 @@ from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream
 
-OVERHEAD_HEADER = b"x-tool-proxy-overhead-ms"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -132,14 +132,7 @@ def respond(
     watch = exchange.watch
     headers = [*exchange.headers, (OVERHEAD_HEADER, watch.ms.encode())]
     if conv.streaming:
-        return RelayResponse(
-            200,
-            headers,
-            exchange.rest,
-            exchange.first,
-            on_end,
-            trailer=lambda: f": {OVERHEAD_HEADER.decode()}={watch.ms}\n\n".encode(),
-        )
+        return RelayResponse(200, headers, exchange.rest, exchange.first, on_end)
     response = Response(exchange.first, media_type="application/json")
     own = {name for name, _ in response.raw_headers}
     response.raw_headers += [(name, value) for name, value in headers if name not in own]

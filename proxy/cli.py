@@ -40,8 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings, registry: Registry) -> None:
-    import uvicorn
-
+    from proxy import server
     from proxy.app import create_app
 
     names = ", ".join(sorted(registry)) or "none"
@@ -50,13 +49,7 @@ def serve(settings: Settings, registry: Registry) -> None:
         f"{settings.upstream} (server tools: {names})",
         file=sys.stderr,
     )
-    uvicorn.run(
-        create_app(settings, registry),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        server_header=False,
-    )
+    server.run(create_app(settings, registry), settings.host, settings.port, log_level="info")
 
 
 def print_tools(registry: Registry, json_output: bool = False) -> None:

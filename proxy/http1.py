@@ -30,6 +30,10 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None
+        self.patience = 0.0  # seconds a wait may go without a byte
+        self.heard = 0.0  # loop time of the last byte, or of the start of a wait
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reused = False
@@ -55,6 +59,7 @@ class _Connection(asyncio.Protocol):
     def start_exchange(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self._reset()
+        self.disarm()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -63,6 +68,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        self.heard = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -135,18 +141,36 @@ class _Connection(asyncio.Protocol):
             self.waiter.set_result(None)
 
     async def wait(self, seconds: float | None) -> None:
-        """Wait for more of the response (head, body or end), at most `seconds`."""
-        loop = asyncio.get_running_loop()
-        waiter = self.waiter = loop.create_future()
-        timer = None
-        if seconds is not None:
-            timer = loop.call_later(seconds, _expire, waiter)
+        """Wait for more of the response (head, body or end); fail once `seconds` pass
+        without a byte.
+
+        One timer per exchange, re-armed only when it fires early, rather than one per wait:
+        a relayed chunk costs no timer of its own.
+        """
+        waiter = self.waiter = self.loop.create_future()
+        if seconds is not None and self.timer is None:
+            self.patience = seconds
+            self.heard = self.loop.time()
+            self.timer = self.loop.call_at(self.heard + seconds, self._check_patience)
         try:
             await waiter
         finally:
             self.waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _check_patience(self) -> None:
+        self.timer = None
+        if self.waiter is None or self.waiter.done():
+            return  # not waiting: the next wait arms the timer again
+        due = self.heard + self.patience
+        if self.loop.time() < due:
+            self.timer = self.loop.call_at(due, self._check_patience)
+        else:
+            self.waiter.set_exception(httpx.ReadTimeout("the upstream sent nothing in time"))
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     async def write(self, data: bytes, seconds: float | None) -> None:
         """Write; wait (at most `seconds`) only while the socket's buffer is full."""
@@ -162,6 +186,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         if self.paused and self.transport is not None:
             self.paused = False
+            self.heard = self.loop.time()  # the pause was the proxy's, not the upstream's
             self.transport.resume_reading()
         return data
 
@@ -170,6 +195,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self.disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -350,6 +376,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return fresh
 
     def release(self, origin: tuple[str, str, int], conn: _Connection) -> None:
+        conn.disarm()
         now = conn.idle_since = time.monotonic()
         idle = self.idle.setdefault(origin, [])
         while idle and (idle[0].closed or now - idle[0].idle_since >= _KEEPALIVE):
@@ -364,11 +391,6 @@ class Http1Transport(httpx.AsyncBaseTransport):
             for conn in conns:
                 conn.close()
         self.idle.clear()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(httpx.ReadTimeout("the upstream sent nothing in time"))
 
 
 def _head(method: str, url: httpx.URL, headers: Iterable[tuple[bytes, bytes]]) -> bytes:

@@ -15,6 +15,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 
+class Last(bytes):
+    """The last bytes of a relayed body."""
+
+    __slots__ = ()
+
+
 class RelayResponse(Response):
     def __init__(
         self,
@@ -23,14 +29,12 @@ class RelayResponse(Response):
         body: AsyncIterator[bytes],
         first: bytes = b"",
         on_end: Callable[[], None] | None = None,
-        trailer: Callable[[], bytes] | None = None,
     ) -> None:
         self.status_code = status_code
         self.raw_headers = raw_headers
         self.first = first
         self.body_iterator = body
         self.on_end = on_end
-        self.trailer = trailer  # last bytes, made once the body is done
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,12 +58,14 @@ class RelayResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
+            more = type(self.first) is not Last
             if self.first:
-                await send({"type": "http.response.body", "body": self.first, "more_body": True})
+                await send({"type": "http.response.body", "body": self.first, "more_body": more})
             async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            last = self.trailer() if self.trailer is not None else b""
-            await send({"type": "http.response.body", "body": last, "more_body": False})
+                more = type(chunk) is not Last
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            if more:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not left:
                 raise

@@ -44,6 +44,11 @@ class SSEDecoder:
                 events.append(event)
         return events
 
+    @property
+    def idle(self) -> bool:
+        """Whether no part of an event is waiting for the rest."""
+        return not self._buffer and not self._pending_cr
+
     def close(self) -> list[Event]:
         """End of stream: a last frame without its blank line still counts."""
         tail = self._buffer

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from proxy.server import config
 from tests.upstream import ScriptedUpstream
 
 
@@ -26,10 +27,10 @@ def free_port() -> int:
 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
-    """Run `app` under a real uvicorn server on 127.0.0.1 in a thread; yield its base URL."""
+    """Run `app` under uvicorn as the proxy runs it, on 127.0.0.1 in a thread; yield its base
+    URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="auto")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config(app, "127.0.0.1", port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(500):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -30,9 +29,9 @@ class ChatCompletionReader:
         self.body = bytearray()
         self.message = MessageAccumulator()
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> bytes:
         self.body += data
-        return iter(())
+        return b""
 
     def end_round(self) -> RoundOutcome:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from proxy.chat.completion import ChatCompletionReader
@@ -79,7 +78,7 @@ class ChatConversation:
             return self.body
         return {**self.body, "messages": [*self.body["messages"], *self.history]}
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> bytes:
         return self.reader.feed(data)
 
     def end_round(self) -> RoundOutcome:

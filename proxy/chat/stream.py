@@ -9,7 +9,6 @@ renumbered 0, 1, 2 …; the role delta, the completion id and the finish come on
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -46,15 +45,42 @@ class ChatStream:
         self.finish_reason: str | None = None
         self.round_usage: dict[str, Any] | None = None
         self.round_token: bytes | None = None  # this round's `"id":"…"`, when not the client's
-        self.pending: list[bytes] = []  # plain content chunks, parsed only if the round needs
+        self.pending: list[bytes] = []  # plain chunks' frames, parsed only if the round needs
         self.failed = False
         self.done = False
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        for event in self.decoder.feed(data):
-            frame = self._event(event.data)
-            if frame is not None:
-                yield frame
+    def feed(self, data: bytes) -> bytes:
+        if self._plain_read(data):
+            # Whole plain content chunks only: forwarded as they came (their id renamed in
+            # later rounds), read later and only if the round ends with calls to run. The
+            # hot path: a few scans in C, no parsing.
+            if self.round_token is not None:
+                data = data.replace(self.round_token, self.client_token or b"")
+            self.pending.append(data)
+            return data
+        return b"".join(
+            frame
+            for event in self.decoder.feed(data)
+            if (frame := self._event(event.data)) is not None
+        )
+
+    def _plain_read(self, data: bytes) -> bool:
+        """Whether `data` is whole `data: {…}` frames, each a plain chunk under this round's
+        id."""
+        token = self.round_token or self.client_token
+        if token is None or self.done or self.failed or not self.decoder.idle:
+            return False
+        frames = data.count(b"\n\n")
+        return (
+            frames > 0
+            and data.endswith(b"\n\n")
+            and data.startswith(b"data: ")
+            and data.count(b"\n") == 2 * frames  # one line per frame…
+            and data.count(b"\n\ndata: ") == frames - 1  # …and each a `data:` line
+            and b"\r" not in data
+            and data.count(token) == frames
+            and _NOT_PLAIN.search(data) is None
+        )
 
     def end_round(self) -> RoundOutcome:
         tail = [
@@ -83,15 +109,16 @@ class ChatStream:
             return None
         if self.done or self.failed:
             return None
-        if self.client_token is not None and _plain(data):
-            # Content only: forwarded as it came (its id renamed in later rounds), read later
-            # and only if the round ends with calls to run. The hot path.
+        if self.client_token is not None and b"\n" not in data and _plain(data):
+            # Content only, as in `feed`'s fast path, for a frame that came torn or in company.
+            frame = None
             if self.client_token in data:
-                self.pending.append(data)
-                return encode(data)
-            if self.round_token is not None and self.round_token in data:
-                self.pending.append(data)
-                return encode(data.replace(self.round_token, self.client_token, 1))
+                frame = encode(data)
+            elif self.round_token is not None and self.round_token in data:
+                frame = encode(data.replace(self.round_token, self.client_token, 1))
+            if frame is not None:
+                self.pending.append(frame)
+                return frame
         self._parse_pending()
         try:
             chunk = orjson.loads(data)
@@ -126,10 +153,12 @@ class ChatStream:
             return
 
     def _parse_pending(self) -> None:
-        for data in self.pending:
-            chunk = orjson.loads(data)
-            for choice in chunk.get("choices") or []:
-                self.message.add_fields(choice.get("delta") or {})
+        for frames in self.pending:
+            for frame in frames.split(b"\n\n"):
+                if frame:
+                    chunk = orjson.loads(frame[6:])  # after `data: `
+                    for choice in chunk.get("choices") or []:
+                        self.message.add_fields(choice.get("delta") or {})
         self.pending.clear()
 
     def _chunk(self, chunk: dict[str, Any]) -> bool | None:

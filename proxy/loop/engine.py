@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from time import perf_counter
 
 import httpx
 import orjson
@@ -16,12 +15,11 @@ import orjson
 from proxy.errors import APIError
 from proxy.loop.round import Conversation
 from proxy.loop.stopwatch import Stopwatch
+from proxy.relay import Last
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream, forwardable, raw_headers
 
 log = logging.getLogger("proxy")
-
-_HOLD = 50e-6  # seconds a frame may wait to share a write with the frames after it
 
 # Headers of the upstream's response that do not describe the body the proxy sends.
 _BODY_HEADERS = frozenset({"content-length", "content-encoding"})
@@ -68,7 +66,8 @@ class Engine:
         watch = watch or Stopwatch()
         headers: list[tuple[bytes, bytes]] = []
         request_headers = self.upstream.request_headers(client_headers, rewritten=True)
-        body = _guarded(conv, self._rounds(conv, request_headers, query, headers, watch))
+        rounds = self._rounds(conv, request_headers, query, headers, watch)
+        body = _guarded(conv, rounds, watch)
         first = await anext(body)
         return Exchange(headers, first, body, watch)
 
@@ -82,7 +81,6 @@ class Engine:
     ) -> AsyncIterator[bytes]:
         seen_calls: set[tuple[tuple[str, str], ...]] = set()
         round_no = 0
-        started = False
         while True:
             round_no += 1
             body = orjson.dumps(conv.request())
@@ -101,34 +99,27 @@ class Engine:
                         response_headers.extend(raw_headers(response.headers, _BODY_HEADERS))
                     async for data in body_of(response):
                         watch.resume()
-                        # What one read brought goes out in as few writes as possible, but
-                        # no frame waits more than _HOLD for the ones after it.
-                        batch: list[bytes] = []
-                        since = perf_counter()
-                        for frame in conv.feed(data):
-                            batch.append(frame)
-                            if not started or perf_counter() - since > _HOLD:
-                                started = True
-                                watch.pause()
-                                yield b"".join(batch)
-                                watch.resume()
-                                batch.clear()
-                                since = perf_counter()
+                        out = conv.feed(data)  # what one read brought goes out in one write
                         watch.pause()
-                        if batch:
-                            yield b"".join(batch)
+                        if out:
+                            yield out
             except httpx.HTTPError as exc:
                 raise _Failed(
                     f"the upstream connection failed mid-response: {exc!r}", "upstream_error"
                 ) from exc
             watch.resume()
             outcome = conv.end_round()
-            for frame in outcome.tail:
-                yield frame
+            tail = b"".join(outcome.tail)
+            if outcome.failed:  # the upstream's error event, passed on: the stream ends
+                watch.pause()
+                yield _last(conv, tail, watch)
+                return
+            if tail:
+                watch.pause()
+                yield tail
+                watch.resume()
             if outcome.error is not None:
                 raise _Failed(outcome.error, "upstream_incomplete")
-            if outcome.failed:
-                return  # the upstream's error event already reached the client
             if not outcome.server_calls or round_no >= self.max_rounds:
                 break
             watch.pause()
@@ -138,17 +129,22 @@ class Engine:
             repeated = signature in seen_calls
             seen_calls.add(signature)
             last = repeated or round_no + 1 >= self.max_rounds
-            for frame in conv.add_results(outcome, results, last=last):
-                yield frame
+            shown = b"".join(conv.add_results(outcome, results, last=last))
+            if shown:
+                watch.pause()
+                yield shown
+                watch.resume()
             if outcome.client_calls:
                 break  # a mixed round: the client answers its own calls next
         tail = b"".join(conv.finish())
         watch.pause()
         log.debug("%s: proxy overhead %s ms over %d round(s)", conv.path, watch.ms, round_no)
-        yield tail
+        yield _last(conv, tail, watch)
 
 
-async def _guarded(conv: Conversation, rounds: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _guarded(
+    conv: Conversation, rounds: AsyncIterator[bytes], watch: Stopwatch
+) -> AsyncIterator[bytes]:
     """The rounds' bytes; a failure before any of them reached the client is raised as the
     API error it answers with, and after that it ends the stream with the dialect's own
     error event."""
@@ -160,20 +156,22 @@ async def _guarded(conv: Conversation, rounds: AsyncIterator[bytes]) -> AsyncIte
     except APIError as exc:
         if not sent:
             raise
-        for frame in conv.fail(_message_of(exc), "upstream_error"):
-            yield frame
+        yield _last(conv, b"".join(conv.fail(_message_of(exc), "upstream_error")), watch)
     except _Failed as exc:
         if not sent:
             raise APIError.of(exc.status, str(exc), "server_error", code=exc.code) from exc
-        for frame in conv.fail(str(exc), exc.code):
-            yield frame
+        yield _last(conv, b"".join(conv.fail(str(exc), exc.code)), watch)
     except Exception as exc:
         log.exception("request failed")
         message = f"the proxy failed: {type(exc).__name__}: {exc}"
         if not sent:
             raise APIError.of(500, message, "server_error", code="proxy_error") from exc
-        for frame in conv.fail(message, "proxy_error"):
-            yield frame
+        yield _last(conv, b"".join(conv.fail(message, "proxy_error")), watch)
+
+
+def _last(conv: Conversation, data: bytes, watch: Stopwatch) -> Last:
+    """The response's last bytes; a stream's end with the proxy's time on it as a comment."""
+    return Last(data + watch.comment()) if conv.streaming else Last(data)
 
 
 def body_of(response: httpx.Response) -> AsyncIterator[bytes]:

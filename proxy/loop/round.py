@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,9 +34,9 @@ class Conversation(Protocol):
     def request(self) -> dict[str, Any]:
         """The JSON body of the next upstream request."""
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """Bytes of the upstream body (torn anywhere); yields bytes for the client now, as
-        each event is read (so the first can go out before the rest is looked at)."""
+    def feed(self, data: bytes) -> bytes:
+        """Bytes of the upstream body (torn anywhere) in; the bytes for the client now out
+        (empty when there are none yet)."""
 
     def end_round(self) -> RoundOutcome:
         """The upstream body ended."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from time import perf_counter
 
+HEADER = b"x-tool-proxy-overhead-ms"
+
 
 class Stopwatch:
     __slots__ = ("_since", "total")
@@ -23,3 +25,7 @@ class Stopwatch:
     @property
     def ms(self) -> str:
         return f"{self.total * 1000:.3f}"
+
+    def comment(self) -> bytes:
+        """The total as an SSE comment, to end a stream with."""
+        return b": %s=%s\n\n" % (HEADER, self.ms.encode())

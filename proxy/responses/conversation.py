@@ -3,7 +3,6 @@ by replaying the input with the round's output, or by chaining on the upstream's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from proxy.errors import APIError
@@ -90,7 +89,7 @@ class ResponsesConversation:
             body["previous_response_id"] = self.reader.merged.upstream_id
         return body
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> bytes:
         return self.reader.feed(data)
 
     def end_round(self) -> RoundOutcome:

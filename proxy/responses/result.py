@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -28,9 +27,9 @@ class ResponseReader:
         self.items: list[dict[str, Any]] = []
         self.hidden: list[tuple[int | None, HiddenCall]] = []
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def feed(self, data: bytes) -> bytes:
         self.body += data
-        return iter(())
+        return b""
 
     def end_round(self) -> RoundOutcome:
         try:

@@ -9,7 +9,6 @@ calls are hidden from `output_item.added` to `output_item.done` — or shown as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -47,9 +46,10 @@ class ResponsesStream:
 
     # -- upstream events in ----------------------------------------------------------------
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        for event in self.decoder.feed(data):
-            yield from self._event(event.data)
+    def feed(self, data: bytes) -> bytes:
+        return b"".join(
+            frame for event in self.decoder.feed(data) for frame in self._event(event.data)
+        )
 
     def end_round(self) -> RoundOutcome:
         tail = [frame for event in self.decoder.close() for frame in self._event(event.data)]
