@@ -271,3 +271,40 @@ def test_an_http_proxy_in_the_environment_selects_httpx_pool(monkeypatch):
     assert isinstance(default_transport("http://127.0.0.1:8000/v1"), Http1Transport)
     monkeypatch.setenv("NO_PROXY", "api.openai.com")
     assert isinstance(default_transport("https://api.openai.com/v1"), Http1Transport)
+
+
+async def test_the_read_timeout_counts_from_the_last_byte():
+    """A body that keeps trickling in never times out, however long it takes in all; one that
+    stops mid-way does, once the read timeout passes without a byte."""
+
+    async def trickle(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(6):
+            await asyncio.sleep(0.1)
+            writer.write(b"1\r\nx\r\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def stall(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n")
+        await asyncio.sleep(10)
+
+    transport = Http1Transport()
+    timeouts = {"extensions": {"timeout": {**TIMEOUTS, "read": 0.25}}}
+    server, url = await serve(trickle)
+    response = await transport.handle_async_request(
+        httpx.Request("POST", url, content=b"{}", **timeouts)
+    )
+    assert b"".join([part async for part in response.stream]) == b"x" * 6
+    server.close()
+    server, url = await serve(stall)
+    response = await transport.handle_async_request(
+        httpx.Request("POST", url, content=b"{}", **timeouts)
+    )
+    with pytest.raises(httpx.ReadTimeout):
+        async for _ in response.stream:
+            pass
+    server.close()
+    await transport.aclose()
