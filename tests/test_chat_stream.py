@@ -25,6 +25,12 @@ def by_two_frames(body: bytes) -> list[bytes]:
     return [b"".join(frames[i : i + 2]) for i in range(0, len(frames), 2)]
 
 
+def burst(body: bytes) -> list[bytes]:
+    """The first read brings the role chunk and every content chunk; the second the end."""
+    frames = by_frame(body)
+    return [b"".join(frames[:-2]), b"".join(frames[-2:])]
+
+
 def by_byte(body: bytes) -> list[bytes]:
     return [body[i : i + 1] for i in range(len(body))]
 
@@ -53,7 +59,9 @@ def relay(rounds: list[bytes], reads: Reads) -> tuple[bytes, list[Any], int]:
 
 
 @pytest.mark.parametrize("name", TOOL_FIXTURES + TEXT_FIXTURES)
-@pytest.mark.parametrize("reads", [by_frame, by_two_frames], ids=["frames", "pairs"])
+@pytest.mark.parametrize(
+    "reads", [by_frame, by_two_frames, burst], ids=["frames", "pairs", "burst"]
+)
 def test_fast_path_matches_event_by_event(name: str, reads: Reads) -> None:
     rounds = [fixture(name)]
     if name in TOOL_FIXTURES:

@@ -51,13 +51,27 @@ class ChatStream:
 
     def feed(self, data: bytes) -> bytes:
         if self._plain_read(data):
-            # Whole plain content chunks only: forwarded as they came (their id renamed in
-            # later rounds), read later and only if the round ends with calls to run. The
-            # hot path: a few scans in C, no parsing.
-            if self.round_token is not None:
-                data = data.replace(self.round_token, self.client_token or b"")
-            self.pending.append(data)
-            return data
+            return self._pass(data)
+        if self.decoder.idle:
+            # A read that starts with a chunk to look at (the role, a finish) may go on with
+            # plain ones (a burst of content): those still pass unread.
+            cut = data.find(b"\n\n") + 2
+            if 1 < cut < len(data):
+                first = self._events(data[:cut])
+                rest = data[cut:]
+                return first + (self._pass(rest) if self._plain_read(rest) else self._events(rest))
+        return self._events(data)
+
+    def _pass(self, data: bytes) -> bytes:
+        """Whole plain content chunks: forwarded as they came (their id renamed in later
+        rounds), read later and only if the round ends with calls to run. The hot path: a few
+        scans in C, no parsing."""
+        if self.round_token is not None and self.client_token is not None:
+            data = data.replace(self.round_token, self.client_token)
+        self.pending.append(data)
+        return data
+
+    def _events(self, data: bytes) -> bytes:
         return b"".join(
             frame
             for event in self.decoder.feed(data)

@@ -21,6 +21,7 @@ from proxy.tools.runner import ToolResult
 
 _STARTS = frozenset({"response.created", "response.in_progress", "response.queued"})
 _ENDS = frozenset({"response.completed", "response.incomplete"})
+_DELTA = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
 
 
 class ResponsesStream:
@@ -47,8 +48,26 @@ class ResponsesStream:
     # -- upstream events in ----------------------------------------------------------------
 
     def feed(self, data: bytes) -> bytes:
+        if self._plain_delta(data):
+            self.sequence += 1
+            return data  # the hot path: one text delta that needs no change, not parsed
         return b"".join(
             frame for event in self.decoder.feed(data) for frame in self._event(event.data)
+        )
+
+    def _plain_delta(self, data: bytes) -> bool:
+        """Whether `data` is one whole `response.output_text.delta` event of a visible item
+        whose `output_index` and `sequence_number` are already the client's."""
+        if not (data.startswith(_DELTA) and data.endswith(b"}\n\n")):
+            return False
+        if self.failed or not self.decoder.idle or data.count(b"\n") != 3 or b"\r" in data:
+            return False
+        index = _number_after(data, b'"output_index":')
+        return (
+            index is not None
+            and index not in self.hidden
+            and self.indices.get(index, index) == index
+            and _number_after(data, b'"sequence_number":') == self.sequence
         )
 
     def end_round(self) -> RoundOutcome:
@@ -240,3 +259,16 @@ class ResponsesStream:
         kind = event.get("type")
         name = kind.encode() if isinstance(kind, str) else b""
         return encode(orjson.dumps(event), name)
+
+
+def _number_after(data: bytes, key: bytes) -> int | None:
+    """The integer that follows `key` (a top-level key: inside a JSON string it would come
+    escaped), when it appears exactly once."""
+    start = data.find(key)
+    if start == -1 or data.find(key, start + 1) != -1:
+        return None
+    start += len(key)
+    end = start
+    while data[end : end + 1].isdigit():
+        end += 1
+    return int(data[start:end]) if end > start else None
