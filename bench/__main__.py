@@ -267,6 +267,7 @@ async def run(args: argparse.Namespace) -> list[str]:
     up_url = f"http://127.0.0.1:{upstream.port}/v1"
     proxies = {"proxy": start("proxy", ["-m", "bench.serve", "proxy", up_url])}
     proxies["bare"] = start("bare", ["-m", "bench.serve", "bare", up_url])
+    proxies["stack"] = start("stack", ["-m", "bench.serve", "stack", up_url])
     proxies["floor"] = start("floor", ["-m", "bench.serve", "floor", up_url])
     for name in args.transports:
         proxies[f"proxy[{name}]"] = start(name, ["-m", "bench.serve", f"proxy-{name}", up_url])
@@ -299,7 +300,7 @@ async def run(args: argparse.Namespace) -> list[str]:
             say("|---|---|---|---|---|---|---|---|---|---|")
             for name, fig in lat.items():
                 cpu = "-"
-                if name not in ("direct", "floor"):
+                if name not in ("direct", "stack", "floor"):
                     cpu = us(await cpu_per_chunk(targets[name], path, args.cpu_requests, 500))
                 say(
                     f"| {name} | {ms(fig['ttft_p50'])} | {ms(fig['ttft_p99'])} | "

@@ -1,5 +1,7 @@
-"""The servers the benchmark measures: the proxy (with an instant server tool), and a bare
-pass-through proxy built the naive way (Starlette + httpx, bytes relayed as they come)."""
+"""The servers the benchmark measures: the proxy (with an instant server tool), a bare
+pass-through proxy built the naive way (Starlette + httpx, bytes relayed as they come), and
+two floors: the proxy's own stack relaying bytes with no logic (`stack`), and a process that
+only pipes bytes (`floor`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import uvicorn
@@ -18,7 +21,9 @@ from starlette.routing import Route
 from proxy import server, tool
 from proxy.app import create_app
 from proxy.config import Settings
+from proxy.http1 import Http1Transport
 from proxy.tools.registry import Registry
+from proxy.upstream import raw_headers
 
 
 @tool
@@ -58,6 +63,37 @@ def bare_app(upstream: str) -> Starlette:
     return Starlette(routes=[Route("/v1/{path:path}", relay, methods=["GET", "POST"])])
 
 
+def stack_app(upstream: str) -> Any:
+    """The proxy's stack (its uvicorn protocol and upstream transport) relaying bytes, with
+    no routing, parsing or stitching: what the stack costs before the proxy's own work."""
+    transport = Http1Transport()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in scope["headers"]
+            if name not in (b"host", b"content-length")
+        ]
+        url = httpx.URL(upstream + scope["path"].removeprefix("/v1"))
+        response = await transport.send_bytes(scope["method"], url, headers, body, {})
+        start = {"type": "http.response.start", "status": response.status_code}
+        await send({**start, "headers": raw_headers(response.headers)})
+        async for chunk in response.stream:  # type: ignore[union-attr]
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await response.aclose()
+
+    return app
+
+
 async def floor(upstream_port: int, port: int) -> None:
     """The least any proxy process can add: bytes piped both ways, nothing parsed."""
 
@@ -88,6 +124,7 @@ def main() -> None:
         asyncio.run(floor(int(upstream.rsplit(":", 1)[1].split("/")[0]), port))
         return
     registry = Registry.of(bench_echo, plugin="bench")
+    app: Any
     if kind == "proxy":
         app = create_app(Settings(upstream=upstream), registry)
     elif kind == "proxy-httpx":  # httpx's own connection pool, for the transport comparison
@@ -103,8 +140,12 @@ def main() -> None:
             return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
         app = create_app(Settings(upstream=upstream), registry, AiohttpTransport(client=session))
+    elif kind == "stack":
+        app = stack_app(upstream)
     else:  # the naive way: uvicorn's defaults
-        uvicorn.run(bare_app(upstream), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.run(
+            bare_app(upstream), host="127.0.0.1", port=port, log_level="warning", backlog=4096
+        )
         return
     server.run(app, "127.0.0.1", port, log_level="warning", backlog=4096)
 

@@ -31,6 +31,12 @@ def burst(body: bytes) -> list[bytes]:
     return [b"".join(frames[:-2]), b"".join(frames[-2:])]
 
 
+def torn_bursts(body: bytes) -> list[bytes]:
+    """Reads of about three frames each, cut mid-frame."""
+    size = len(by_frame(body)[1]) * 3 + 7
+    return [body[i : i + size] for i in range(0, len(body), size)]
+
+
 def by_byte(body: bytes) -> list[bytes]:
     return [body[i : i + 1] for i in range(len(body))]
 
@@ -60,7 +66,9 @@ def relay(rounds: list[bytes], reads: Reads) -> tuple[bytes, list[Any], int]:
 
 @pytest.mark.parametrize("name", TOOL_FIXTURES + TEXT_FIXTURES)
 @pytest.mark.parametrize(
-    "reads", [by_frame, by_two_frames, burst], ids=["frames", "pairs", "burst"]
+    "reads",
+    [by_frame, by_two_frames, burst, torn_bursts],
+    ids=["frames", "pairs", "burst", "torn-bursts"],
 )
 def test_fast_path_matches_event_by_event(name: str, reads: Reads) -> None:
     rounds = [fixture(name)]

@@ -52,15 +52,25 @@ class ChatStream:
     def feed(self, data: bytes) -> bytes:
         if self._plain_read(data):
             return self._pass(data)
-        if self.decoder.idle:
-            # A read that starts with a chunk to look at (the role, a finish) may go on with
-            # plain ones (a burst of content): those still pass unread.
+        # A burst: the end of a frame the last read started, a chunk to look at (the role,
+        # say), plain chunks, the start of a frame the next read ends. The plain ones in the
+        # middle still pass unread.
+        out = b""
+        if not self.decoder.idle:
             cut = data.find(b"\n\n") + 2
-            if 1 < cut < len(data):
-                first = self._events(data[:cut])
-                rest = data[cut:]
-                return first + (self._pass(rest) if self._plain_read(rest) else self._events(rest))
-        return self._events(data)
+            if cut < 2:
+                return self._events(data)
+            out, data = self._events(data[:cut]), data[cut:]
+        end = data.rfind(b"\n\n") + 2
+        whole, torn = (data[:end], data[end:]) if end >= 2 else (b"", data)
+        if self._plain_read(whole):
+            out += self._pass(whole)
+        elif whole:
+            cut = whole.find(b"\n\n") + 2
+            rest = whole[cut:]
+            out += self._events(whole[:cut])
+            out += self._pass(rest) if self._plain_read(rest) else self._events(rest)
+        return out + self._events(torn) if torn else out
 
     def _pass(self, data: bytes) -> bytes:
         """Whole plain content chunks: forwarded as they came (their id renamed in later
