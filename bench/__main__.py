@@ -1,6 +1,7 @@
-"""`python -m bench`: the proxy against a direct connection and a bare pass-through proxy, in
-one interleaved run on loopback, with the figures of DESIGN §7. See the README's Performance
-section for what each figure means."""
+"""`python -m bench`: the proxy against a direct connection, a bare pass-through proxy and
+two floors (its own stack with no logic, and a byte pipe), in one interleaved run on
+loopback, with the figures of DESIGN §7. See the README's Performance section for what each
+figure means."""
 
 from __future__ import annotations
 
