@@ -133,16 +133,9 @@ class ChatStream:
             return None
         if self.done or self.failed:
             return None
-        if self.client_token is not None and b"\n" not in data and _plain(data):
+        if self._plain_frame(data):
             # Content only, as in `feed`'s fast path, for a frame that came torn or in company.
-            frame = None
-            if self.client_token in data:
-                frame = encode(data)
-            elif self.round_token is not None and self.round_token in data:
-                frame = encode(data.replace(self.round_token, self.client_token, 1))
-            if frame is not None:
-                self.pending.append(frame)
-                return frame
+            return self._pass(encode(data))
         self._parse_pending()
         try:
             chunk = orjson.loads(data)
@@ -160,6 +153,14 @@ class ChatStream:
         if changed is None:
             return None
         return encode(orjson.dumps(chunk)) if changed else encode(data)
+
+    def _plain_frame(self, data: bytes) -> bool:
+        """Whether one event's data is a plain chunk under the client's or this round's id."""
+        if self.client_token is None or b"\n" in data or not _plain(data):
+            return False
+        return self.client_token in data or (
+            self.round_token is not None and self.round_token in data
+        )
 
     def _learn_id(self, chunk_id: str, data: bytes) -> None:
         """Note how the upstream spells `"id":"…"`, so plain chunks need no parsing."""
