@@ -44,8 +44,22 @@ def create_app(
     settings = settings or Settings()
     if registry is None:
         registry = load_registry(settings.plugins)
-    upstream = Upstream(settings.upstream, settings.upstream_api_key, transport)
-    engine = Engine(upstream, ToolRunner(registry, settings.tool_timeout), settings.max_rounds)
+    upstream = Upstream(
+        settings.upstream,
+        settings.upstream_api_key,
+        transport,
+        settings.connect_timeout,
+        settings.read_timeout,
+    )
+    runner = ToolRunner(
+        registry,
+        settings.tool_timeout,
+        max_result_bytes=settings.max_tool_result_bytes,
+        per_request=settings.tool_concurrency,
+        total=settings.tool_concurrency_total,
+        threads=settings.tool_threads,
+    )
+    engine = Engine(upstream, runner, settings.max_rounds)
 
     memory = ResponsesMemory()
 

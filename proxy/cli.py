@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__
-from proxy.config import ConfigError, Settings, load_settings
+from proxy.config import SPECS, ConfigError, Settings, load_settings, warnings_for
 from proxy.tools.registry import PluginError, Registry, load_registry
 
 
@@ -18,11 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(
-            flags={
-                "host": getattr(args, "host", None),
-                "port": getattr(args, "port", None),
-                "upstream": getattr(args, "upstream", None),
-            },
+            flags={name: getattr(args, name, None) for name in SPECS},
             config_file=args.config,
         )
         registry = load_registry(settings.plugins)
@@ -44,6 +40,8 @@ def serve(settings: Settings, registry: Registry) -> None:
     from proxy.app import create_app
 
     names = ", ".join(sorted(registry)) or "none"
+    for warning in warnings_for(settings):
+        print(f"openai-tool-proxy: warning: {warning}", file=sys.stderr)
     print(
         f"openai-tool-proxy {__version__}: http://{settings.host}:{settings.port}/v1 -> "
         f"{settings.upstream} (server tools: {names})",
@@ -82,12 +80,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="run the proxy")
-    serve_cmd.add_argument("--host", help="address to listen on ($TOOL_PROXY_HOST)")
-    serve_cmd.add_argument("--port", type=int, help="port to listen on ($TOOL_PROXY_PORT)")
-    serve_cmd.add_argument(
-        "--upstream", help="upstream base URL, including /v1 ($TOOL_PROXY_UPSTREAM)"
+    secrets = [spec for spec in SPECS.values() if not spec.flag]
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run the proxy",
+        description="Run the proxy. Every setting can also come from its environment variable "
+        "or the TOML config file (flags win over the environment, which wins over the file).",
+        epilog="kept off the command line (environment or config file only): "
+        + "; ".join(f"{s.env} ({s.name}): {s.help}" for s in secrets),
     )
+    for spec in SPECS.values():
+        if spec.flag:
+            default = spec.default if spec.default is not None else "unset"
+            serve_cmd.add_argument(
+                spec.option,
+                metavar=spec.kind.upper(),
+                help=f"{spec.help} (${spec.env}; default: {default})",
+            )
     tools_cmd = commands.add_parser("tools", help="list the registered tools and their schemas")
     tools_cmd.add_argument("--json", action="store_true", help="print JSON")
     for sub in (serve_cmd, tools_cmd):

@@ -1,4 +1,8 @@
-"""Settings, layered: defaults < TOML config file < environment (`TOOL_PROXY_*`) < CLI flags."""
+"""Settings, layered: defaults < TOML config file < environment (`TOOL_PROXY_*`) < CLI flags.
+
+Every setting is declared once, in `SPECS`: its kind, its default and what it means. The
+TOML keys, the environment variables, the `serve` flags and `--help` all come from there.
+"""
 
 from __future__ import annotations
 
@@ -27,33 +31,167 @@ class Settings:
     max_rounds: int = 8
     tool_timeout: float = 30.0
     show_calls: bool = False
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    max_body_mb: float = 50.0
+    max_header_kb: int = 64
+    max_tool_result_kb: int = 100
+    tool_concurrency: int = 8
+    tool_concurrency_total: int = 64
+    tool_threads: int = 32
+    keepalive_interval: float = 15.0
+    drain_timeout: float = 20.0
 
     def __post_init__(self) -> None:
-        for name in ("upstream", "port", "max_rounds", "tool_timeout"):
-            problem = _problem(name, getattr(self, name))
+        for spec in SPECS.values():
+            value = getattr(self, spec.name)
+            problem = None if value is None else spec.problem(value)
             if problem:
-                raise ConfigError(f"{name} {problem}")
+                raise ConfigError(f"{spec.name} {problem}")
+        if self.api_keys and not self.upstream_api_key:
+            raise ConfigError(
+                "api_keys ($TOOL_PROXY_API_KEYS) is set but upstream_api_key "
+                "($TOOL_PROXY_UPSTREAM_API_KEY) is not: the proxy would have no key for the "
+                "upstream, and it never sends its clients' keys there. Set "
+                "TOOL_PROXY_UPSTREAM_API_KEY to the upstream's key (any value, e.g. 'none', for "
+                "an upstream that needs no key, such as a local Ollama or vLLM)."
+            )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return self.max_header_kb * 1024
+
+    @property
+    def max_tool_result_bytes(self) -> int:
+        return self.max_tool_result_kb * 1024
 
 
-def _problem(name: str, value: Any) -> str | None:
-    """What is wrong with a well-typed value, or None."""
-    if name == "upstream":
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return f"must be an http(s) URL including /v1, got {value!r}"
-    elif name == "port" and not 0 <= value <= 65535:
-        return f"must be 0-65535, got {value}"
-    elif name == "max_rounds" and value < 2:
-        return f"must be at least 2 (a round that calls tools, then one that answers), got {value}"
-    elif name == "tool_timeout" and not (math.isfinite(value) and value > 0):
-        return f"must be a positive number of seconds, got {value}"
-    return None
+@dataclass(frozen=True)
+class Spec:
+    """One setting: how to read it, what bounds it, and what `--help` says of it."""
+
+    name: str
+    kind: str  # "str", "int", "float", "bool", "list"
+    help: str
+    flag: bool = True  # secrets are kept off the command line (and out of `ps`)
+    minimum: float | None = None  # inclusive
+    positive: bool = False
+    why: str = ""  # the reason for `minimum`
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def default(self) -> Any:
+        return getattr(Settings(), self.name)
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with a well-typed value, or None."""
+        if self.name == "upstream":
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                return f"must be an http(s) URL including /v1, got {value!r}"
+        if self.kind in ("int", "float"):
+            if not math.isfinite(value):
+                return f"must be a finite number, got {value}"
+            if self.positive and value <= 0:
+                unit = " of seconds" if "seconds" in self.help else ""
+                return f"must be a positive number{unit}, got {value}"
+            if self.minimum is not None and value < self.minimum:
+                why = f" ({self.why})" if self.why else ""
+                return f"must be at least {self.minimum:g}{why}, got {value}"
+        if self.name == "port" and not 0 <= value <= 65535:
+            return f"must be 0-65535, got {value}"
+        return None
 
 
-_NAMES = [f.name for f in fields(Settings)]
+ENV_PREFIX = "TOOL_PROXY_"
+
+SPECS: dict[str, Spec] = {
+    spec.name: spec
+    for spec in [
+        Spec("upstream", "str", "base URL of the upstream API, including /v1"),
+        Spec("host", "str", "address to listen on"),
+        Spec("port", "int", "port to listen on"),
+        Spec(
+            "upstream_api_key",
+            "str",
+            "key the proxy sends upstream; unset = forward the client's Authorization",
+            flag=False,
+        ),
+        Spec(
+            "api_keys",
+            "list",
+            "comma-separated keys clients must present (Bearer); needs upstream_api_key",
+            flag=False,
+        ),
+        Spec("plugins", "list", "comma-separated entry-point names to load; unset = all"),
+        Spec(
+            "max_rounds",
+            "int",
+            "most upstream rounds in one request",
+            minimum=2,
+            why="a round that calls tools, then one that answers",
+        ),
+        Spec("tool_timeout", "float", "seconds one tool call may run", positive=True),
+        Spec("show_calls", "bool", "Responses API: show the proxy's calls as mcp_call items"),
+        Spec("connect_timeout", "float", "seconds to connect to the upstream", positive=True),
+        Spec(
+            "read_timeout",
+            "float",
+            "seconds the upstream may send nothing, before its first byte or between two",
+            positive=True,
+        ),
+        Spec("max_body_mb", "float", "largest request body, in MiB (413 beyond)", positive=True),
+        Spec(
+            "max_header_kb",
+            "int",
+            "largest request line and headers, in KiB (431 beyond)",
+            positive=True,
+        ),
+        Spec(
+            "max_tool_result_kb",
+            "int",
+            "largest tool result sent upstream, in KiB (longer ones are cut, with a note)",
+            positive=True,
+        ),
+        Spec("tool_concurrency", "int", "tool calls run at once per request", minimum=1),
+        Spec("tool_concurrency_total", "int", "tool calls run at once in the process", minimum=1),
+        Spec("tool_threads", "int", "worker threads for sync tools", minimum=1),
+        Spec(
+            "keepalive_interval",
+            "float",
+            "seconds of silence after which a stream gets an SSE comment (0 = never)",
+            minimum=0,
+        ),
+        Spec(
+            "drain_timeout",
+            "float",
+            "seconds in-flight requests get to finish on shutdown (SIGTERM)",
+            minimum=0,
+        ),
+    ]
+}
+assert list(SPECS) == [f.name for f in fields(Settings)]
+
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
              "false": False, "0": False, "no": False, "off": False}  # fmt: skip
-ENV_PREFIX = "TOOL_PROXY_"
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "list": "a comma-separated list",
+    "bool": "true or false",
+    "str": "a string",
+}
 
 
 def load_settings(
@@ -68,12 +206,12 @@ def load_settings(
     values: dict[str, Any] = {}
     if path:
         values.update(_from_file(Path(path)))
-    for name in _NAMES:
-        raw = environ.get(ENV_PREFIX + name.upper())
+    for spec in SPECS.values():
+        raw = environ.get(spec.env)
         if raw not in (None, ""):
-            values[name] = _coerce(name, raw, f"${ENV_PREFIX}{name.upper()}")
+            values[spec.name] = _coerce(spec, raw, f"${spec.env}")
     for name, value in flags.items():
-        values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+        values[name] = _coerce(SPECS[name], value, SPECS[name].option)
     return replace(Settings(), **values)
 
 
@@ -86,40 +224,42 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text: {exc.reason}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - set(_NAMES))
+    unknown = sorted(set(data) - set(SPECS))
     if unknown:
         raise ConfigError(
             f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
-            f"known: {', '.join(_NAMES)}"
+            f"known: {', '.join(SPECS)}"
         )
-    return {name: _coerce(name, value, f"config file {path}") for name, value in data.items()}
+    return {
+        name: _coerce(SPECS[name], value, f"config file {path}") for name, value in data.items()
+    }
 
 
-def _coerce(name: str, value: Any, where: str) -> Any:
-    coerced = _typed(name, value, where)
-    problem = _problem(name, coerced)
+def _coerce(spec: Spec, value: Any, where: str) -> Any:
+    coerced = _typed(spec, value, where)
+    problem = spec.problem(coerced)
     if problem:
-        raise ConfigError(f"{name} (from {where}) {problem}")
+        raise ConfigError(f"{spec.name} (from {where}) {problem}")
     return coerced
 
 
-def _typed(name: str, value: Any, where: str) -> Any:
+def _typed(spec: Spec, value: Any, where: str) -> Any:
     try:
-        if name in ("port", "max_rounds"):
+        if spec.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise ValueError
             return int(value)
-        if name == "tool_timeout":
+        if spec.kind == "float":
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise ValueError
             return float(value)
-        if name == "show_calls":
+        if spec.kind == "bool":
             if isinstance(value, bool):
                 return value
             if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
                 return _BOOLEANS[value.strip().lower()]
             raise ValueError
-        if name in ("api_keys", "plugins"):
+        if spec.kind == "list":
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
                 raise ValueError
@@ -128,12 +268,28 @@ def _typed(name: str, value: Any, where: str) -> Any:
             raise ValueError
         return value
     except ValueError:
-        kind = {
-            "port": "an integer",
-            "max_rounds": "an integer",
-            "tool_timeout": "a number of seconds",
-            "api_keys": "a comma-separated list",
-            "plugins": "a comma-separated list",
-            "show_calls": "true or false",
-        }.get(name, "a string")
-        raise ConfigError(f"{name} (from {where}) must be {kind}, got {value!r}") from None
+        raise ConfigError(
+            f"{spec.name} (from {where}) must be {_KINDS[spec.kind]}, got {value!r}"
+        ) from None
+
+
+def warnings_for(settings: Settings) -> list[str]:
+    """Settings that are valid but probably not what was meant, to say once at start."""
+    found = []
+    path = urlsplit(settings.upstream).path.rstrip("/")
+    if not path:
+        found.append(
+            f"upstream {settings.upstream} has no path: OpenAI-compatible APIs are served under "
+            f"a versioned base such as {settings.upstream.rstrip('/')}/v1, and every request "
+            "would go to the upstream's root instead"
+        )
+    if not settings.api_keys and not _loopback(settings.host):
+        found.append(
+            f"listening on {settings.host}, beyond this machine, without client keys: anyone "
+            "who reaches the port can use the upstream (set TOOL_PROXY_API_KEYS)"
+        )
+    return found
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")

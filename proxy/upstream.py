@@ -84,16 +84,17 @@ class Upstream:
         base_url: str,
         api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.transport = transport or default_transport(base_url)
         self.timeouts: dict[str, float | None] = {
-            "connect": 10.0,
-            "read": timeout,
-            "write": timeout,
-            "pool": timeout,
+            "connect": connect_timeout,
+            "read": read_timeout,
+            "write": read_timeout,
+            "pool": read_timeout,
         }
         self._urls: dict[tuple[str, bytes], httpx.URL] = {}
 

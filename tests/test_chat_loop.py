@@ -505,8 +505,8 @@ async def test_several_choices_pass_through_untouched(upstream):
 
 
 async def test_client_keys_are_enforced_when_configured(upstream):
-    upstream(completion({"role": "assistant", "content": "hi"}))
-    async with raw_client(api_keys=("k1", "k2")) as http:
+    up = upstream(completion({"role": "assistant", "content": "hi"}))
+    async with raw_client(api_keys=("k1", "k2"), upstream_api_key="sk-up") as http:
         denied = await http.post(
             "/v1/chat/completions",
             json={"model": "m", "messages": USER},
@@ -520,6 +520,7 @@ async def test_client_keys_are_enforced_when_configured(upstream):
     assert denied.status_code == 401
     assert denied.json()["error"]["code"] == "invalid_api_key"
     assert allowed.status_code == 200
+    assert up.headers[0]["authorization"] == "Bearer sk-up"  # the client's key stays here
 
 
 async def test_a_body_ending_without_its_blank_line_loses_nothing(upstream, client):

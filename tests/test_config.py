@@ -150,7 +150,11 @@ def test_config_file_argument_wins_over_env(toml: Path, tmp_path: Path) -> None:
 
 
 def test_comma_lists_from_env() -> None:
-    env = {"TOOL_PROXY_API_KEYS": "sk-a, sk-b ,,sk-c", "TOOL_PROXY_PLUGINS": "clock,calculator"}
+    env = {
+        "TOOL_PROXY_API_KEYS": "sk-a, sk-b ,,sk-c",
+        "TOOL_PROXY_UPSTREAM_API_KEY": "sk-up",
+        "TOOL_PROXY_PLUGINS": "clock,calculator",
+    }
     settings = load_settings(environ=env)
     assert settings.api_keys == ("sk-a", "sk-b", "sk-c")
     assert settings.plugins == ("clock", "calculator")
@@ -162,7 +166,9 @@ def test_comma_list_that_is_only_commas_is_empty() -> None:
 
 
 def test_toml_lists_and_comma_string(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.toml", 'api_keys = ["a", " b "]\nplugins = "x, y"\n')
+    path = write(
+        tmp_path / "c.toml", 'api_keys = ["a", " b "]\nupstream_api_key = "u"\nplugins = "x, y"\n'
+    )
     settings = load_settings(environ={}, config_file=path)
     assert settings.api_keys == ("a", "b")
     assert settings.plugins == ("x", "y")

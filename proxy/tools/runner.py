@@ -34,9 +34,22 @@ class ToolResult:
 
 
 class ToolRunner:
-    def __init__(self, registry: Registry, default_timeout: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        default_timeout: float,
+        *,
+        max_result_bytes: int = 100 * 1024,
+        per_request: int = 8,
+        total: int = 64,
+        threads: int = 32,
+    ) -> None:
         self.registry = registry
         self.default_timeout = default_timeout
+        self.max_result_bytes = max_result_bytes
+        self.per_request = per_request
+        self.total = total
+        self.threads = threads
 
     async def run_all(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
         """Run every call concurrently; results keep the order of `calls`."""
