@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.distributions import write_distribution
+from tests.processes import (
+    clean_env,
+    console_script,
+    free_port,
+    get,
+    run_cli,
+    spawn,
+    stop,
+    wait_healthy,
+)
 
 PLUGIN_SOURCE = '''
 from typing import Literal
@@ -60,37 +61,6 @@ def make_plugin(root: Path, source: str = PLUGIN_SOURCE, target: str = "{mod}") 
         root, module, source.replace("{name}", tool_name), {ep: target.format(mod=module)}
     )
     return Plugin(root, ep, module, tool_name)
-
-
-def clean_env(*pythonpath: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOOL_PROXY_")}
-    env.pop("PYTHONPATH", None)
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    args: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 20
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def console_script() -> str:
-    here = str(Path(sys.executable).parent)
-    found = shutil.which("openai-tool-proxy", path=os.pathsep.join([here, os.environ["PATH"]]))
-    if found is None:
-        pytest.skip("the openai-tool-proxy console script is not installed")
-    return found
 
 
 # --------------------------------------------------------------------------- tools
@@ -297,48 +267,6 @@ def test_missing_config_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- serve
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=2) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate(timeout=5)
-
-
-def wait_healthy(proc: subprocess.Popen[str], url: str, deadline: float = 15) -> bytes:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"serve exited early with {proc.returncode}: {err}")
-        try:
-            status, body = get(url)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
-            continue
-        if status == 200:
-            return body
-        time.sleep(0.05)
-    pytest.fail(f"{url} did not answer 200 within {deadline} s")
-
-
 @pytest.mark.parametrize("how", ["flags", "env"])
 def test_serve_starts_and_answers_health(tmp_path: Path, how: str) -> None:
     plugin = make_plugin(tmp_path / "site")
@@ -356,14 +284,7 @@ def test_serve_starts_and_answers_health(tmp_path: Path, how: str) -> None:
             TOOL_PROXY_UPSTREAM=upstream,
         )
         args = ["serve"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", *args],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn(args, env, tmp_path)
     try:
         body = wait_healthy(proc, f"http://127.0.0.1:{port}/health")
         health = json.loads(body)
