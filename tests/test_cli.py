@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from proxy.config import SPECS, load_settings
 from tests.distributions import write_distribution
 from tests.processes import (
     clean_env,
@@ -181,8 +182,28 @@ def test_version_and_help(tmp_path: Path) -> None:
     assert "serve" in helped.stdout
     assert "tools" in helped.stdout
     serve_help = run_cli(["serve", "--help"], clean_env(), tmp_path)
+    text = " ".join(serve_help.stdout.split())  # argparse wraps lines
     for flag in ("--host", "--port", "--upstream", "--config"):
-        assert flag in serve_help.stdout
+        assert flag in text
+    for spec in SPECS.values():  # every setting: its variable, and its flag and default
+        assert spec.env in text
+        if spec.flag:
+            default = spec.default if spec.default is not None else "unset"
+            assert f"{spec.option} " in text
+            assert f"${spec.env}; default: {default})" in text
+        else:
+            assert spec.option not in text  # keys stay out of the process list
+
+
+def test_every_flag_reaches_the_settings() -> None:
+    from proxy.cli import _parser
+
+    for spec in SPECS.values():
+        if spec.flag:
+            value = {"bool": "true", "list": "a,b", "str": "http://h/v1"}.get(spec.kind, "3")
+            args = _parser().parse_args(["serve", spec.option, value])
+            flags = {name: getattr(args, name, None) for name in SPECS}
+            assert getattr(load_settings(flags, environ={}), spec.name) != spec.default
 
 
 def test_no_command_fails(tmp_path: Path) -> None:
@@ -257,6 +278,14 @@ def test_bad_config_file(tmp_path: Path) -> None:
         assert str(config) in result.stderr
 
 
+def test_client_keys_without_an_upstream_key_refuse_to_start(tmp_path: Path) -> None:
+    result = run_cli(["serve", "--port", "0"], clean_env(TOOL_PROXY_API_KEYS="k1"), tmp_path)
+    assert result.returncode == 2
+    assert "TOOL_PROXY_API_KEYS" in result.stderr
+    assert "TOOL_PROXY_UPSTREAM_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.toml"
     result = run_cli(["tools"], clean_env(TOOL_PROXY_CONFIG=str(missing)), tmp_path)
@@ -297,3 +326,17 @@ def test_serve_starts_and_answers_health(tmp_path: Path, how: str) -> None:
     assert f"127.0.0.1:{port}" in err
     assert upstream in err
     assert plugin.tool in err
+    assert "warning" not in err
+
+
+def test_serve_warns_of_an_upstream_without_a_path(tmp_path: Path) -> None:
+    port = free_port()
+    proc = spawn(
+        ["serve", "--port", str(port), "--upstream", "http://127.0.0.1:9"], clean_env(), tmp_path
+    )
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}/health")
+    finally:
+        _, err = stop(proc)
+    assert "warning: upstream http://127.0.0.1:9 has no path" in err
+    assert "http://127.0.0.1:9/v1" in err

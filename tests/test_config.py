@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, Settings, load_settings
+from proxy.config import ConfigError, Settings, load_settings, warnings_for
 
 
 def write(path: Path, text: str) -> Path:
@@ -399,3 +399,54 @@ def test_store_setting(tmp_path: Path) -> None:
 
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+# --------------------------------------------------------------------------- start-up checks
+
+
+def test_client_keys_need_an_upstream_key() -> None:
+    with pytest.raises(ConfigError, match="TOOL_PROXY_UPSTREAM_API_KEY") as caught:
+        load_settings(environ={"TOOL_PROXY_API_KEYS": "k1"})
+    assert "TOOL_PROXY_API_KEYS" in str(caught.value)
+    settings = load_settings(
+        environ={"TOOL_PROXY_API_KEYS": "k1", "TOOL_PROXY_UPSTREAM_API_KEY": "none"}
+    )
+    assert settings.api_keys == ("k1",)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, []),
+        ({"upstream": "http://localhost:11434"}, ["has no path"]),
+        ({"upstream": "http://localhost:11434/"}, ["has no path"]),
+        ({"upstream": "https://example.test/openai/v1"}, []),
+        ({"host": "0.0.0.0"}, ["without client keys"]),
+        ({"host": "::"}, ["without client keys"]),
+        ({"host": "localhost"}, []),
+        ({"host": "127.0.0.2"}, []),
+        ({"host": "0.0.0.0", "api_keys": ("k",), "upstream_api_key": "u"}, []),
+    ],
+)
+def test_start_up_warnings(changes: dict[str, object], expected: list[str]) -> None:
+    found = warnings_for(dataclasses.replace(Settings(), **changes))
+    assert len(found) == len(expected)
+    for warning, words in zip(found, expected, strict=True):
+        assert words in warning
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("TOOL_PROXY_MAX_BODY_MB", "0", "positive"),
+        ("TOOL_PROXY_MAX_HEADER_KB", "-1", "positive"),
+        ("TOOL_PROXY_TOOL_CONCURRENCY", "0", "at least 1"),
+        ("TOOL_PROXY_KEEPALIVE_INTERVAL", "-1", "at least 0"),
+        ("TOOL_PROXY_READ_TIMEOUT", "inf", "finite"),
+        ("TOOL_PROXY_DRAIN_TIMEOUT", "soon", "a number"),
+    ],
+)
+def test_new_limits_are_checked(variable: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=variable.replace("$", r"\$")) as caught:
+        load_settings(environ={variable: value})
+    assert words in str(caught.value)
