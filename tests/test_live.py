@@ -1,13 +1,11 @@
 """Real parts, really started: the proxy under uvicorn on loopback, a real HTTP upstream on
 loopback, and the real `openai` client — including an unmodified app pointed at the proxy
-with `OPENAI_BASE_URL` while the proxy runs as `openai-tool-proxy serve`."""
+with `OPENAI_BASE_URL` while the proxy runs as `openai-tool-proxy serve` (tests/test_readme.py,
+with the README's own app)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -130,84 +128,6 @@ def test_an_unreachable_upstream_is_a_502_in_the_openai_format():
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert caught.value.status_code == 502
     assert caught.value.body["code"] == "upstream_unreachable"
-
-
-UNMODIFIED_APP = """
-from openai import OpenAI
-
-client = OpenAI()
-stream = client.chat.completions.create(
-    model="gpt-4o", messages=[{"role": "user", "content": "What is 6 times 7?"}], stream=True
-)
-for chunk in stream:
-    if chunk.choices:
-        delta = chunk.choices[0].delta
-        assert not delta.tool_calls, "the proxy's own call leaked"
-        print(delta.content or "", end="", flush=True)
-"""
-
-
-def test_an_unmodified_app_pointed_at_the_served_proxy():
-    """`openai-tool-proxy serve` with the first-party calculator plugin installed."""
-    script = ScriptedUpstream(
-        calls_round(("call_1", "calculate", '{"expression": "6 * 7"}')),
-        text_round("6 times 7 is 42."),
-    )
-    port = free_port()
-    with serve(upstream_app(script)) as upstream_url:
-        env = {
-            **os.environ,
-            "TOOL_PROXY_UPSTREAM": upstream_url + "/v1",
-            "TOOL_PROXY_PORT": str(port),
-            "TOOL_PROXY_PLUGINS": "calculator,clock",
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}/health", server)
-            app_env = {
-                **os.environ,
-                "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
-                "OPENAI_API_KEY": "sk-user",
-            }
-            result = subprocess.run(
-                [sys.executable, "-c", UNMODIFIED_APP],
-                env=app_env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            server.terminate()
-            server.wait(10)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "6 times 7 is 42."
-    tools = {t["function"]["name"] for t in script.requests[0]["tools"]}
-    assert {"calculate", "current_time"} <= tools
-    assert script.requests[1]["messages"][-1] == {
-        "role": "tool",
-        "tool_call_id": "call_1",
-        "content": "42",
-    }
-    assert script.headers[0]["authorization"] == "Bearer sk-user"
-
-
-def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            output = server.stdout.read().decode() if server.stdout else ""
-            raise AssertionError(f"the proxy exited: {output}")
-        try:
-            if httpx.get(url).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the proxy did not become healthy")
 
 
 def test_health_lists_the_tools():

@@ -1,0 +1,135 @@
+"""The README's examples, taken from the README itself and run as a user would copy them: the
+quickstart app against `openai-tool-proxy serve`, the plugin package built and installed with
+pip, the TOML config, and the settings table."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from proxy.config import SPECS, load_settings
+from tests.chunks import calls_round, text_round
+from tests.processes import clean_env, free_port, run_cli, spawn, stop, wait_healthy
+from tests.servers import serve, upstream_app
+from tests.upstream import ScriptedUpstream
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL)
+
+
+def block(language: str, first_line: str) -> str:
+    """The one fenced block of `language` whose first line is `first_line`."""
+    found = [b for b in blocks(language) if b.splitlines()[0] == first_line]
+    assert len(found) == 1, f"README: no single {language} block starting {first_line!r}"
+    return found[0]
+
+
+@contextmanager
+def served_proxy(script: ScriptedUpstream, *site: Path, plugins: str) -> Iterator[str]:
+    """`openai-tool-proxy serve` in a subprocess against `script` on loopback; its /v1 URL."""
+    port = free_port()
+    with serve(upstream_app(script)) as upstream_url:
+        env = clean_env(*site, TOOL_PROXY_PLUGINS=plugins)
+        args = ["serve", "--port", str(port), "--upstream", upstream_url + "/v1"]
+        proc = spawn(args, env, Path.cwd())
+        try:
+            wait_healthy(proc, f"http://127.0.0.1:{port}/health")
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            stop(proc)
+
+
+def run_app(source: str, base_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    app = tmp_path / "app.py"
+    app.write_text(source, encoding="utf-8")
+    env = clean_env(OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sk-user")
+    return subprocess.run(
+        [sys.executable, str(app)], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_quickstart_app_gets_the_answer_from_the_served_proxy(tmp_path: Path) -> None:
+    source = block("python", "# app.py — nothing here knows about the proxy")
+    script = ScriptedUpstream(
+        calls_round(("call_1", "calculate", '{"expression": "2**64 / 3"}')),
+        text_round("2**64 / 3 is 6148914691236517205.33…"),
+    )
+    with served_proxy(script, plugins="calculator,clock") as base_url:
+        result = run_app(source, base_url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "2**64 / 3 is 6148914691236517205.33…"
+    assert {"calculate", "current_time"} <= {
+        t["function"]["name"] for t in script.requests[0]["tools"]
+    }
+    answer = script.requests[1]["messages"][-1]
+    assert answer["role"] == "tool" and answer["tool_call_id"] == "call_1"
+    assert answer["content"].startswith("18446744073709551616/3")
+    assert script.headers[0]["authorization"] == "Bearer sk-user"
+
+
+@pytest.fixture(scope="module")
+def my_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's plugin package, written out from the README and installed with pip."""
+    root = tmp_path_factory.mktemp("readme")
+    package = root / "my-tools"
+    package.mkdir()
+    for language, name in (("python", "my_tools.py"), ("toml", "pyproject.toml")):
+        source = block(language, f"# my-tools/{name}")
+        (package / name).write_text(source, encoding="utf-8")
+    site = root / "site"
+    # The proxy it depends on is this checkout, installed already; nothing is downloaded.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(site), str(package)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return site
+
+
+def test_the_plugin_guide_installs_as_written(my_tools: Path, tmp_path: Path) -> None:
+    assert "pip install ./my-tools && openai-tool-proxy tools" in README
+    listing = run_cli(["tools"], clean_env(my_tools, TOOL_PROXY_PLUGINS="my_tools"), tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "add  (plugin: my_tools)" in listing.stdout
+    assert "word_count  (plugin: my_tools, timeout 5s)" in listing.stdout
+
+
+def test_the_plugin_guide_tools_answer_through_the_proxy(my_tools: Path, tmp_path: Path) -> None:
+    script = ScriptedUpstream(
+        calls_round(
+            ("call_1", "add", '{"a": 2, "b": 3}'),
+            ("call_2", "word_count", '{"text": "one two three"}'),
+        ),
+        text_round("5, and three words."),
+    )
+    source = block("python", "# app.py — nothing here knows about the proxy")
+    with served_proxy(script, my_tools, plugins="my_tools") as base_url:
+        result = run_app(source, base_url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "5, and three words."
+    results = {m["tool_call_id"]: m["content"] for m in script.requests[1]["messages"][-2:]}
+    assert results == {"call_1": "5", "call_2": '{"words": 3}'}
+
+
+def test_the_config_file_example_loads(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(block("toml", "# proxy.toml"), encoding="utf-8")
+    settings = load_settings(environ={}, config_file=config)
+    assert settings.upstream.startswith("http://localhost:11434")
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    table = README[README.index("## Configuration") :]
+    for spec in SPECS.values():
+        assert f"`{spec.env}`" in table, spec.env
+        assert f"`{spec.name}`" in table, spec.name
