@@ -19,6 +19,10 @@ from proxy.server import config
 from tests.upstream import ScriptedUpstream
 
 
+# The event loop of each server `serve` runs, by base URL: tests look inside (tasks, pools).
+loops: dict[str, asyncio.AbstractEventLoop] = {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,9 +43,12 @@ def serve(app: Any) -> Iterator[str]:
         threading.Event().wait(0.01)
     else:  # pragma: no cover
         raise RuntimeError("uvicorn did not start")
+    url = f"http://127.0.0.1:{port}"
+    loops[url] = server.servers[0].get_loop()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        del loops[url]
         server.should_exit = True
         thread.join(10)
 
