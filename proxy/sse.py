@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import orjson
+
 
 class Event(NamedTuple):
     """One dispatched event: its `event:` name (empty when none) and its joined `data:` lines."""
@@ -19,11 +21,12 @@ class Event(NamedTuple):
 class SSEDecoder:
     """Feed it whatever the network delivered; get back the events it completed."""
 
-    __slots__ = ("_buffer", "_pending_cr")
+    __slots__ = ("_buffer", "_pending_cr", "torn")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._pending_cr = False
+        self.torn = False  # the stream ended inside an event (set by `close`)
 
     def feed(self, chunk: bytes) -> list[Event]:
         if self._pending_cr:
@@ -50,13 +53,16 @@ class SSEDecoder:
         return not self._buffer and not self._pending_cr
 
     def close(self) -> list[Event]:
-        """End of stream: a last frame without its blank line still counts."""
-        tail = self._buffer
-        self._buffer = b""
-        if self._pending_cr:
-            self._pending_cr = False
-        event = _parse_frame(tail) if tail.strip() else None
-        return [event] if event is not None else []
+        """End of stream. A last frame without its blank line still counts when it is whole:
+        both APIs send JSON or `[DONE]` in every frame, so one that does not parse was cut
+        off by the stream's end — it is dropped, never passed on, and `torn` says so."""
+        events = self.feed(b"\n") if self._pending_cr else []  # a last `\r` ended its line
+        tail, self._buffer = self._buffer, b""
+        event = _parse_frame(tail)
+        if event is not None and _whole(event.data):
+            return [*events, event]
+        self.torn = any(line and not line.startswith(b":") for line in tail.split(b"\n"))
+        return events
 
 
 def _parse_frame(frame: bytes) -> Event | None:
@@ -75,6 +81,16 @@ def _parse_frame(frame: bytes) -> Event | None:
     if not data:
         return None
     return Event(name, b"\n".join(data))
+
+
+def _whole(data: bytes) -> bool:
+    if data == b"[DONE]":
+        return True
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def encode(data: bytes, name: bytes = b"") -> bytes:

@@ -118,7 +118,10 @@ class ChatStream:
         server = self.message.server_calls(self.server_tools)
         if server:
             self._parse_pending()  # the next round needs every field the model wrote
-        cut_short = not (self.done or self.failed or self.finish_reason is not None)
+        # Cut short: before the finish, or inside a frame (the usage chunk, say) after it.
+        cut_short = not (self.done or self.failed) and (
+            self.finish_reason is None or self.decoder.torn
+        )
         return RoundOutcome(
             server_calls=server,
             client_calls=len(self.visible),
