@@ -1,18 +1,23 @@
-"""Running server tool calls: validate, run concurrently under timeouts, turn every outcome
-into text the model can read — a failing tool never breaks the stream."""
+"""Running server tool calls: validate, run concurrently (within bounds) under timeouts, turn
+every outcome into text the model can read — a failing tool never breaks the stream."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
 from proxy.tools.registry import Registry
+from proxy.tools.schema import first_problem, unexpected
+from proxy.tools.text import NotJSON, as_text, truncated
+from proxy.tools.threads import ToolThread, ToolThreads
+from proxy.tools.tool import Tool
 
 log = logging.getLogger("proxy.tools")
 
@@ -34,6 +39,10 @@ class ToolResult:
 
 
 class ToolRunner:
+    """Runs calls at most `per_request` at once per `run_all` and `total` at once in the
+    process, sync tools on `threads` threads of their own; a result never exceeds
+    `max_result_bytes` (UTF-8)."""
+
     def __init__(
         self,
         registry: Registry,
@@ -48,68 +57,107 @@ class ToolRunner:
         self.default_timeout = default_timeout
         self.max_result_bytes = max_result_bytes
         self.per_request = per_request
-        self.total = total
-        self.threads = threads
+        self._total = asyncio.Semaphore(total)
+        self._threads = ToolThreads(threads)
+
+    @property
+    def hung_threads(self) -> int:
+        """Threads still running a sync tool whose call already ended (timed out, or its
+        request was cancelled): Python cannot stop them, so they are counted."""
+        return self._threads.hung
 
     async def run_all(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
-        """Run every call concurrently; results keep the order of `calls`."""
+        """Run every call concurrently, `per_request` at a time; results keep the order of
+        `calls`."""
         if len(calls) == 1:
             return [await self.run(calls[0])]
-        return list(await asyncio.gather(*(self.run(call) for call in calls)))
+        results: dict[int, ToolResult] = {}
+        pending = iter(enumerate(calls))
+
+        async def work() -> None:
+            for i, call in pending:
+                results[i] = await self.run(call)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(self.per_request, len(calls))):
+                group.create_task(work())
+        return [results[i] for i in range(len(calls))]
 
     async def run(self, call: ToolCall) -> ToolResult:
+        """One call's result, whatever happens in the tool; only a cancellation of the
+        request itself escapes."""
+        output, ok = await self._outcome(call)
+        cut = truncated(output, self.max_result_bytes)
+        if cut is not None:
+            output, size = cut
+            log.warning(
+                "tool %s returned %d bytes; only the first %d are sent",
+                call.name,
+                size,
+                self.max_result_bytes,
+            )
+        return ToolResult(call, output, ok)
+
+    async def _outcome(self, call: ToolCall) -> tuple[str, bool]:
         entry = self.registry.get(call.name)
         if entry is None:
-            return ToolResult(call, f"error: no tool named {call.name!r} is available", False)
+            return f"error: no tool named {call.name!r} is available", False
         tool = entry.tool
         try:
             arguments = json.loads(call.arguments) if call.arguments.strip() else {}
         except json.JSONDecodeError as exc:
-            return ToolResult(
-                call, f"error: the arguments for {call.name!r} are not valid JSON ({exc})", False
-            )
+            return f"error: the arguments for {call.name!r} are not valid JSON ({exc})", False
         if not isinstance(arguments, dict):
-            return ToolResult(
-                call, f"error: the arguments for {call.name!r} must be a JSON object", False
-            )
-        problem = _first_error(tool.validator, arguments)
+            return f"error: the arguments for {call.name!r} must be a JSON object", False
+        problem = first_problem(tool.validator, arguments)
+        if problem is None and tool.accepts is not None:  # a given schema may allow more
+            extra = [name for name in arguments if name not in tool.accepts]
+            problem = unexpected(extra, tool.accepts) if extra else None
         if problem is not None:
-            return ToolResult(call, f"error: invalid arguments for {call.name!r}: {problem}", False)
+            return f"error: invalid arguments for {call.name!r}: {problem}", False
+        async with self._total:
+            return await self._call(tool, arguments)
+
+    def _thread_for(self, tool: Tool) -> AbstractAsyncContextManager[ToolThread | None]:
+        """A thread of the pool for a sync tool; none for an async one."""
+        return contextlib.nullcontext() if tool.is_async else self._threads.thread(tool.name)
+
+    async def _call(self, tool: Tool, arguments: dict[str, Any]) -> tuple[str, bool]:
         timeout = tool.timeout if tool.timeout is not None else self.default_timeout
-        deadline = asyncio.timeout(timeout)
+        deadline = asyncio.timeout(None)  # set once it runs: waiting for a thread is not running
         try:
-            async with deadline:
-                value = await tool.invoke(arguments)
+            async with self._thread_for(tool) as thread, deadline:
+                deadline.reschedule(asyncio.get_running_loop().time() + timeout)
+                kwargs = tool.prepare(arguments)
+                if thread is None:
+                    value = await tool.handler(**kwargs)
+                else:
+                    value = await thread.run(functools.partial(tool.handler, **kwargs))
         except TimeoutError as exc:
             if not deadline.expired():  # the tool's own TimeoutError, not ours
-                return ToolResult(call, f"error: {call.name!r} failed: {_describe(exc)}", False)
-            log.warning("tool %s timed out after %ss", call.name, timeout)
-            return ToolResult(
-                call, f"error: {call.name!r} timed out after {timeout:g} seconds", False
-            )
+                return _failed(tool, exc)
+            log.warning("tool %s timed out after %ss", tool.name, timeout)
+            return f"error: {tool.name!r} timed out after {timeout:g} seconds", False
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the request is cancelled: let it go
+                raise
+            return _failed(tool, exc)  # the tool raised it itself
         except (Exception, SystemExit) as exc:
-            log.warning("tool %s raised %s: %s", call.name, type(exc).__name__, exc)
-            return ToolResult(call, f"error: {call.name!r} failed: {_describe(exc)}", False)
-        return ToolResult(call, _as_text(value), True)
+            return _failed(tool, exc)
+        try:
+            return as_text(value), True
+        except NotJSON as exc:
+            log.warning("tool %s returned a value with no JSON form: %s", tool.name, exc)
+            return (
+                f"error: {tool.name!r} returned a value that cannot be encoded as JSON "
+                f"({exc}); this is a bug in the tool",
+                False,
+            )
 
 
-def _first_error(validator: jsonschema.protocols.Validator, instance: Any) -> str | None:
-    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path)
-    return f"{where}: {error.message}" if where else error.message
-
-
-def _describe(exc: BaseException) -> str:
+def _failed(tool: Tool, exc: BaseException) -> tuple[str, bool]:
+    log.warning("tool %s raised %s: %s", tool.name, type(exc).__name__, exc)
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError) as exc:
-        return f"error: the tool's result could not be encoded as JSON ({exc})"
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"error: {tool.name!r} failed: {described}", False

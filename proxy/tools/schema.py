@@ -1,15 +1,19 @@
-"""JSON schemas for tools: derived from a Python signature, and checked against strict mode."""
+"""JSON schemas for tools: derived from a Python signature, checked against strict mode, and
+the arguments' problems worded for the model."""
 
 from __future__ import annotations
 
 import enum
 import inspect
+import json
+import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import docstring_parser
+import jsonschema
 
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
@@ -19,8 +23,10 @@ def schema_from_signature(
 ) -> tuple[str, dict[str, Any]]:
     """Return `(description, parameters schema)` for `fn` from its type hints and docstring.
 
-    In strict mode every property is required and optional ones admit `null`, as OpenAI's
-    strict function calling demands.
+    Unknown properties are refused (`additionalProperties: false`) unless `fn` takes
+    `**kwargs`: an argument it cannot take would otherwise pass validation and fail as a
+    Python `TypeError`. In strict mode every property is required and optional ones admit
+    `null`, as OpenAI's strict function calling demands.
     """
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
     param_docs = {p.arg_name: p.description for p in doc.params if p.description}
@@ -30,8 +36,10 @@ def schema_from_signature(
     hints = typing.get_type_hints(fn, include_extras=True)
     properties: dict[str, Any] = {}
     required: list[str] = []
+    takes_any = False
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            takes_any = takes_any or param.kind is param.VAR_KEYWORD
             continue
         hint = hints.get(param.name, Any)
         prop = schema_for_type(hint)
@@ -49,7 +57,7 @@ def schema_from_signature(
             required.append(param.name)
         properties[param.name] = prop
     schema: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
-    if strict:
+    if strict or not takes_any:
         schema["additionalProperties"] = False
     return description, schema
 
@@ -137,3 +145,50 @@ def _admits_none(hint: Any) -> bool:
 
 def _json_safe(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
+
+
+def first_problem(validator: jsonschema.protocols.Validator, instance: Any) -> str | None:
+    """The most relevant way `instance` breaks the schema (None if it does not), with the
+    values the model wrote spelled as JSON (`true`, `null`, `"x"`) rather than as Python."""
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    noun = "property" if error.absolute_path else "argument"
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        known = error.schema.get("properties", {})
+        patterns = error.schema.get("patternProperties", {})
+        extra = [k for k in error.instance if k not in known and not _matches(k, patterns)]
+        message = unexpected(extra, known, noun)
+    elif error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        message = f"missing required {_plural(noun, missing)} {_listed(missing)}"
+    else:
+        message = error.message
+        for value in (error.instance, error.validator_value):
+            message = message.replace(repr(value), _spelled(value))
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{where}: {message}" if where else message
+
+
+def unexpected(names: Iterable[str], known: Iterable[str], noun: str = "argument") -> str:
+    """Names the model gave that the tool does not take, and the ones it does."""
+    names = list(names)
+    return f"unexpected {_plural(noun, names)} {_listed(names)} (known: {_listed(known) or 'none'})"
+
+
+def _plural(noun: str, items: list[str]) -> str:
+    if len(items) == 1:
+        return noun
+    return noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+
+
+def _listed(names: Iterable[str]) -> str:
+    return ", ".join(_spelled(name) for name in names)
+
+
+def _spelled(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(re.search(pattern, name) for pattern in patterns)

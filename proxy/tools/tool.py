@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import inspect
 import typing
@@ -71,15 +70,28 @@ class Tool:
         return self.handler(*args, **kwargs)
 
     @cached_property
-    def _defaulted(self) -> frozenset[str]:
-        """Parameters with a default that does not admit None (see `invoke`)."""
+    def _parameters(self) -> list[inspect.Parameter] | None:
+        """The handler's parameters; None when it has no signature Python can read."""
         try:
-            params = inspect.signature(self.handler).parameters.values()
+            return list(inspect.signature(self.handler).parameters.values())
         except (TypeError, ValueError):
-            return frozenset()
+            return None
+
+    @cached_property
+    def accepts(self) -> tuple[str, ...] | None:
+        """The argument names the handler takes, in order; None when it takes any
+        (`**kwargs`) or its signature cannot be read."""
+        params = self._parameters
+        if params is None or any(p.kind is p.VAR_KEYWORD for p in params):
+            return None
+        return tuple(p.name for p in params if p.kind is not p.VAR_POSITIONAL)
+
+    @cached_property
+    def _defaulted(self) -> frozenset[str]:
+        """Parameters with a default that does not admit None (see `prepare`)."""
         return frozenset(
             p.name
-            for p in params
+            for p in self._parameters or ()
             if p.default is not inspect.Parameter.empty and p.default is not None
         )
 
@@ -96,8 +108,8 @@ class Tool:
             if isinstance(hint, type) and issubclass(hint, enum.Enum)
         }
 
-    async def invoke(self, arguments: dict[str, Any]) -> Any:
-        """Run the handler with already-validated keyword arguments, off the loop if sync.
+    def prepare(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments for the handler from already-validated JSON arguments.
 
         A `null` for a parameter with a non-null default means "use the default": strict mode
         makes every parameter required, so that is how a model leaves one out.
@@ -109,9 +121,7 @@ class Tool:
         for name, enum_type in self._enums.items():
             if name in arguments:
                 arguments = {**arguments, name: enum_type(arguments[name])}
-        if self.is_async:
-            return await self.handler(**arguments)
-        return await asyncio.to_thread(self.handler, **arguments)
+        return arguments
 
     def openai_function(self) -> dict[str, Any]:
         """The `function` object of a Chat Completions tool definition."""

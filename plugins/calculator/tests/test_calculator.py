@@ -171,6 +171,7 @@ def test_module_is_collected_as_one_tool() -> None:
         "type": "object",
         "properties": {"expression": {"type": "string", "description": expression["description"]}},
         "required": ["expression"],
+        "additionalProperties": False,
     }
     assert expression["description"].startswith("The expression in Python syntax")
     found.validator.validate({"expression": "1 + 1"})

@@ -88,6 +88,7 @@ def test_module_is_collected_as_one_tool() -> None:
             }
         },
         "required": [],
+        "additionalProperties": False,
     }
     assert "IANA" in found.parameters["properties"]["timezone"]["description"]
     found.validator.validate({"timezone": "Europe/Paris"})
