@@ -46,6 +46,7 @@ class _Connection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
+        self.interim = False
         self.until_close = False
         self.complete = False
         self.keep_alive = False
@@ -104,7 +105,14 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim response (`100 Continue`, `103 Early Hints`): the answer follows.
+            self.interim = True
+            self.headers = []
+            self.reason = b""
+            return
+        self.status = status
         self.head_done = True
         names = {name.lower() for name, _ in self.headers}
         # No length and not chunked: the body runs until the server closes the connection.
@@ -125,6 +133,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()  # only true inside the callback
         self._wake()
@@ -298,9 +309,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
                     await conn.wait(timeouts.get("read"))
             except httpx.HTTPError as exc:
                 conn.close()
-                # A pooled connection the server had already closed: try a fresh one once.
-                if attempt == 1 and conn.reused and not conn.got_bytes and content is not None:
-                    continue
+                if attempt == 1 and content is not None and _never_reached(conn, exc):
+                    continue  # a pooled connection the server had closed: a fresh one, once
                 if isinstance(exc, httpx.RemoteProtocolError) and not conn.got_bytes:
                     raise httpx.ReadError(str(exc)) from exc
                 raise
@@ -391,6 +401,14 @@ class Http1Transport(httpx.AsyncBaseTransport):
             for conn in conns:
                 conn.close()
         self.idle.clear()
+
+
+def _never_reached(conn: _Connection, error: httpx.HTTPError) -> bool:
+    """Whether a request failed on a pooled connection the server had already closed — so it
+    provably never reached the upstream and may be sent again. Never after a timeout: the
+    upstream may be working on it (a second completion, billed twice)."""
+    closed = isinstance(error, httpx.WriteError | httpx.RemoteProtocolError) and conn.closed
+    return conn.reused and not conn.got_bytes and closed
 
 
 def _head(method: str, url: httpx.URL, headers: Iterable[tuple[bytes, bytes]]) -> bytes:

@@ -144,25 +144,97 @@ async def test_a_body_until_close_and_a_head_request():
     server.close()
 
 
-async def test_a_stale_pooled_connection_is_replaced():
-    served = 0
+async def test_a_pooled_connection_closed_under_a_request_is_retried_once():
+    """The server closes a kept-alive connection just as the next request goes out on it (it
+    reads the request and hangs up without a byte): that request never reached it, so it goes
+    out again on a fresh connection."""
+    connections = 0
+    answered = 0
 
     async def handler(reader, writer):
-        nonlocal served
+        nonlocal connections, answered
+        connections += 1
+        first = connections == 1
         await read_request(reader)
-        served += 1
+        answered += 1
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await writer.drain()
-        writer.close()  # keep-alive promised, connection closed anyway
+        if first:
+            await read_request(reader)  # the next request on this connection: hang up
+        writer.close()
 
     server, url = await serve(handler)
     transport = Http1Transport()
     await send(transport, url)
-    await asyncio.sleep(0.05)
+    assert len(transport.idle[("http", "127.0.0.1", int(url.rsplit(":", 1)[1]))]) == 1
     assert (await send(transport, url))[1] == b"ok"
-    assert served == 2
+    assert (connections, answered) == (2, 2)
     await transport.aclose()
     server.close()
+
+
+async def test_a_post_is_never_sent_twice_after_a_timeout():
+    """A reused connection whose upstream takes the request and stays silent: the read
+    timeout ends it, once — sending it again would bill a second completion."""
+    bodies: list[bytes] = []
+    connections = 0
+
+    async def handler(reader, writer):
+        nonlocal connections
+        connections += 1
+        while True:
+            _, body = await read_request(reader)
+            bodies.append(body)
+            if body == b"second":
+                await asyncio.sleep(10)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    await send(transport, url, content=b"first")
+    request = httpx.Request(
+        "POST", url, content=b"second", extensions={"timeout": {**TIMEOUTS, "read": 0.2}}
+    )
+    with pytest.raises(httpx.ReadTimeout):
+        await transport.handle_async_request(request)
+    assert bodies == [b"first", b"second"]
+    assert connections == 1
+    await transport.aclose()
+    server.close()
+
+
+async def test_an_interim_100_continue_is_not_the_answer():
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the interim head arrives in a read of its own
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: 4\r\nx-final: 1\r\n\r\n")
+            writer.write(b"done")
+            await writer.drain()
+
+    server, url = await serve(handler)
+    transport = Http1Transport()
+    response, body = await send(transport, url)
+    assert (response.status_code, body) == (201, b"done")
+    assert response.headers.get("x-final") == "1" and "link" not in response.headers
+    assert (await send(transport, url))[1] == b"done"  # the connection went back whole
+    await transport.aclose()
+    server.close()
+
+
+def test_the_clients_expect_header_is_not_forwarded():
+    from proxy.upstream import Upstream
+
+    upstream = Upstream("http://127.0.0.1:9/v1")
+    headers = upstream.request_headers([("expect", "100-continue"), ("x-kept", "1")])
+    assert ("x-kept", "1") in headers
+    assert all(name != "expect" for name, _ in headers)
 
 
 async def test_failures_become_httpx_errors():
@@ -216,11 +288,21 @@ async def test_large_bodies_arrive_whole_with_back_pressure():
     transport = Http1Transport()
     request = httpx.Request("POST", url, content=b"{}", extensions={"timeout": TIMEOUTS})
     response = await transport.handle_async_request(request)
+    conn = response.stream.conn  # type: ignore[attr-defined]
+    reading = conn.transport.is_reading
     received = []
+    paused = False
     async for part in response.stream:  # type: ignore[union-attr]
         received.append(part)
-        await asyncio.sleep(0)  # a slow reader
+        if not paused:  # a slow reader: the socket stops being read until it catches up
+            for _ in range(500):
+                if not reading():
+                    break
+                await asyncio.sleep(0.01)
+            paused = not reading()
+            assert paused and conn.buffered > 1 << 20
     assert b"".join(received) == blob
+    assert reading() or conn.complete  # resumed, and read to the end
     await transport.aclose()
     server.close()
 
