@@ -68,7 +68,7 @@ def console_script() -> str:
     here = str(Path(sys.executable).parent)
     found = shutil.which("openai-tool-proxy", path=os.pathsep.join([here, os.environ["PATH"]]))
     if found is None:
-        pytest.skip("the openai-tool-proxy console script is not installed")
+        pytest.fail("the openai-tool-proxy console script is not installed (pip install -e .)")
     return found
 
 

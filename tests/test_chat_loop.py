@@ -178,20 +178,31 @@ async def test_failing_tools_become_results_the_model_reads(upstream, make_clien
 
 
 async def test_server_calls_run_concurrently(upstream, make_client):
-    @tool
-    async def nap(n: int) -> int:
-        """Nap."""
-        await asyncio.sleep(0.3)
+    """Each call waits until all three have started: run one after another, the first would
+    time out waiting for the others."""
+    arrived = 0
+    everyone = asyncio.Event()
+
+    @tool(timeout=1)
+    async def meet(n: int) -> int:
+        """Meet the others."""
+        nonlocal arrived
+        arrived += 1
+        if arrived == 3:
+            everyone.set()
+        await everyone.wait()
         return n
 
-    client = make_client(Registry.of(nap))
-    upstream(
-        calls_round(("a", "nap", '{"n": 1}'), ("b", "nap", '{"n": 2}'), ("c", "nap", '{"n": 3}')),
+    client = make_client(Registry.of(meet))
+    up = upstream(
+        calls_round(
+            ("a", "meet", '{"n": 1}'), ("b", "meet", '{"n": 2}'), ("c", "meet", '{"n": 3}')
+        ),
         text_round("ok"),
     )
-    started = asyncio.get_running_loop().time()
     await stream_all(client)
-    assert asyncio.get_running_loop().time() - started < 0.8
+    results = [m["content"] for m in up.requests[1]["messages"][-3:]]
+    assert results == ["1", "2", "3"]
 
 
 async def test_every_field_of_the_assistant_message_goes_to_the_next_round(upstream, client):
