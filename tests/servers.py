@@ -18,7 +18,6 @@ from starlette.routing import Route
 from proxy.server import config
 from tests.upstream import ScriptedUpstream
 
-
 # The event loop of each server `serve` runs, by base URL: tests look inside (tasks, pools).
 loops: dict[str, asyncio.AbstractEventLoop] = {}
 
@@ -56,8 +55,10 @@ def serve(app: Any) -> Iterator[str]:
 def upstream_app(script: ScriptedUpstream, gate: threading.Event | None = None) -> Starlette:
     """An HTTP server answering every path from `script`.
 
-    With `gate`, it sends the first piece of each reply, then waits for the gate (at most
-    5 s) before the rest — so a test can tell streaming from buffering.
+    With `gate`, it sends the first piece of each reply, then waits for the gate before the
+    rest — so a test can tell streaming from buffering: a test sets the gate once the client
+    saw the first piece; if the proxy held it back instead, the wait gives up after 5 s and
+    counts in `script.stalled`.
     """
 
     async def handle(request: Request) -> Response:
@@ -67,8 +68,8 @@ def upstream_app(script: ScriptedUpstream, gate: threading.Event | None = None) 
 
         async def pieces() -> Any:
             for i, piece in enumerate(reply.pieces):
-                if i == 1 and gate is not None:
-                    await asyncio.to_thread(gate.wait, 5)
+                if i == 1 and gate is not None and not await asyncio.to_thread(gate.wait, 5):
+                    script.stalled += 1
                 yield piece
 
         return StreamingResponse(

@@ -73,6 +73,7 @@ class ScriptedUpstream:
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.urls: list[str] = []
+        self.stalled = 0  # replies whose gate was never opened (tests/servers.py)
 
     def next_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
         try:
