@@ -52,8 +52,31 @@ def serve(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
-def upstream_app(script: ScriptedUpstream, gate: threading.Event | None = None) -> Starlette:
-    """An HTTP server answering every path from `script`.
+@contextmanager
+def unaccepting_port() -> Iterator[int]:
+    """A port whose accept queue is full: a new connection to it waits for ever."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):  # fill the queue (its length is the backlog plus one, or so)
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+                fillers.append(filler)
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def upstream_app(
+    script: ScriptedUpstream, gate: threading.Event | None = None, pace: float = 0
+) -> Starlette:
+    """An HTTP server answering every path from `script`; with `pace`, that many seconds
+    pass between two pieces of a reply.
 
     With `gate`, it sends the first piece of each reply, then waits for the gate before the
     rest — so a test can tell streaming from buffering: a test sets the gate once the client
@@ -70,6 +93,8 @@ def upstream_app(script: ScriptedUpstream, gate: threading.Event | None = None) 
             for i, piece in enumerate(reply.pieces):
                 if i == 1 and gate is not None and not await asyncio.to_thread(gate.wait, 5):
                     script.stalled += 1
+                if i and pace:
+                    await asyncio.sleep(pace)
                 yield piece
 
         return StreamingResponse(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from proxy.app import create_app
 from proxy.config import Settings
 from proxy.tools.registry import Registry
 from tests.chunks import calls_round, chunk, text_round
-from tests.servers import loops, serve, upstream_app
+from tests.servers import loops, serve, unaccepting_port, upstream_app
 from tests.upstream import Reply, ScriptedUpstream, sse, text_stream
 
 USER = [{"role": "user", "content": "go"}]
@@ -172,26 +171,6 @@ def test_an_upstream_that_never_answers_is_a_504_after_the_read_timeout() -> Non
         client(url, timeout=10).chat.completions.create(model="m", messages=USER, stream=True)
     assert caught.value.status_code == 504
     assert caught.value.body["code"] == "upstream_timeout"
-
-
-@contextmanager
-def unaccepting_port() -> Iterator[int]:
-    """A port whose accept queue is full: a new connection to it waits for ever."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        fillers = []
-        try:
-            for _ in range(4):  # fill the queue (its length is the backlog plus one, or so)
-                filler = socket.socket()
-                filler.setblocking(False)
-                filler.connect_ex(("127.0.0.1", port))
-                fillers.append(filler)
-            yield port
-        finally:
-            for filler in fillers:
-                filler.close()
 
 
 def test_an_upstream_that_cannot_be_connected_to_in_time_fails_after_the_connect_timeout() -> None:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from proxy.http1 import Http1Transport
+from tests.servers import unaccepting_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUTS = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
@@ -390,3 +391,113 @@ async def test_the_read_timeout_counts_from_the_last_byte():
             pass
     server.close()
     await transport.aclose()
+
+
+class Counted:
+    """A keep-alive echo server that counts the connections it opened and saw closed."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.closed = asyncio.Queue[int]()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.opened += 1
+        number = self.opened
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        self.closed.put_nowait(number)
+
+
+async def test_an_idle_connection_past_its_keep_alive_is_closed_not_reused(monkeypatch):
+    import proxy.http1
+
+    monkeypatch.setattr(proxy.http1, "_KEEPALIVE", 0.0)  # every idle connection is stale at once
+    counted = Counted()
+    server, url = await serve(counted)
+    transport = Http1Transport()
+    await send(transport, url)
+    await send(transport, url)
+    assert counted.opened == 2
+    assert await asyncio.wait_for(counted.closed.get(), 2) == 1  # the stale one was closed
+    await transport.aclose()
+    server.close()
+
+
+async def test_the_idle_pool_keeps_at_most_its_cap(monkeypatch):
+    import proxy.http1
+
+    monkeypatch.setattr(proxy.http1, "_MAX_IDLE", 2)
+    counted = Counted()
+    server, url = await serve(counted)
+    transport = Http1Transport()
+    await asyncio.gather(*(send(transport, url) for _ in range(4)))
+    assert counted.opened == 4
+    assert sum(len(idle) for idle in transport.idle.values()) == 2
+    closed = {await asyncio.wait_for(counted.closed.get(), 2) for _ in range(2)}
+    assert len(closed) == 2 and counted.closed.empty()  # two closed, two kept
+    await transport.aclose()
+    server.close()
+
+
+async def test_a_body_the_upstream_does_not_read_ends_with_a_write_timeout():
+    got_head = asyncio.Event()
+
+    async def deaf(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        got_head.set()
+        await asyncio.sleep(10)  # never reads the body
+
+    server, url = await serve(deaf)
+    transport = Http1Transport()
+    request = httpx.Request(
+        "POST", url, content=b"x" * (64 << 20), extensions={"timeout": {**TIMEOUTS, "write": 0.2}}
+    )
+    with pytest.raises(httpx.WriteTimeout):
+        await transport.handle_async_request(request)
+    assert got_head.is_set()
+    await transport.aclose()
+    server.close()
+
+
+async def test_a_connection_the_upstream_never_accepts_ends_with_a_connect_timeout():
+    transport = Http1Transport()
+    with unaccepting_port() as port:
+        request = httpx.Request(
+            "POST",
+            f"http://127.0.0.1:{port}",
+            content=b"{}",
+            extensions={"timeout": {**TIMEOUTS, "connect": 0.2}},
+        )
+        with pytest.raises(httpx.ConnectTimeout):
+            await transport.handle_async_request(request)
+    await transport.aclose()
+
+
+async def test_a_request_cancelled_while_waiting_for_the_head_closes_its_connection():
+    counted = Counted()
+    heard = asyncio.Event()
+
+    async def silent(reader, writer):
+        counted.opened += 1
+        await read_request(reader)
+        heard.set()
+        try:
+            await reader.read()  # until the proxy hangs up
+        finally:
+            counted.closed.put_nowait(1)
+
+    server, url = await serve(silent)
+    transport = Http1Transport()
+    waiting = asyncio.ensure_future(send(transport, url))
+    await heard.wait()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await asyncio.wait_for(counted.closed.get(), 2) == 1
+    assert not any(transport.idle.values())
+    await transport.aclose()
+    server.close()
