@@ -31,7 +31,7 @@ def tear(data: bytes, cuts: Iterable[int]) -> list[bytes]:
 class Reply:
     """One scripted upstream response."""
 
-    body: bytes | list[bytes]
+    body: bytes | list[bytes]  # a list: one network read each (in process, an exception too)
     status: int = 200
     content_type: str = "text/event-stream"
     headers: dict[str, str] = field(default_factory=dict)
@@ -101,4 +101,6 @@ class _Pieces(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for piece in self.pieces:
+            if isinstance(piece, Exception):  # in process only: the connection fails here
+                raise piece
             yield piece
