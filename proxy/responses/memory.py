@@ -1,6 +1,6 @@
 """What the proxy remembers between Responses requests, so a client's next request continues a
 conversation whose server rounds it never saw. Kept in memory within a byte budget: the
-oldest go first.
+least recently used go first.
 
 - The client saw the first round's response id; the upstream's conversation goes on from the
   last round's. A later `previous_response_id` is translated — and outputs of server calls
@@ -31,7 +31,9 @@ class Remembrance:
 
 
 class _Budget:
-    """An LRU map bounded by the JSON size of its values."""
+    """A map bounded by the JSON size of its values: the least recently used go first (a
+    read counts as a use), and a value larger than the whole budget is not kept at all
+    rather than evicting everything else."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -42,14 +44,19 @@ class _Budget:
         size = len(key) + len(orjson.dumps(value))
         if key in self._items:
             self.used -= self._items.pop(key)[1]
+        if size > self.max_bytes:
+            return
         self._items[key] = (value, size)
         self.used += size
-        while self.used > self.max_bytes and self._items:
+        while self.used > self.max_bytes:
             self.used -= self._items.popitem(last=False)[1][1]
 
     def get(self, key: Any) -> Any:
         entry = self._items.get(key) if isinstance(key, str) else None
-        return entry[0] if entry is not None else None
+        if entry is None:
+            return None
+        self._items.move_to_end(key)
+        return entry[0]
 
     def __len__(self) -> int:
         return len(self._items)
