@@ -1,8 +1,14 @@
-"""Every other `/v1/...` path: relayed byte for byte, both directions streamed."""
+"""Every other `/v1/...` path: relayed byte for byte, both directions streamed.
+
+The path goes upstream exactly as the client sent it (and as `proxy.admission` checked it),
+not as uvicorn decoded it: `/v1/models/org%2Fname` stays one segment.
+"""
 
 from __future__ import annotations
 
+import string
 from collections.abc import AsyncIterator
+from urllib.parse import quote_from_bytes
 
 import httpx
 from starlette.requests import Request
@@ -10,6 +16,9 @@ from starlette.responses import Response
 
 from proxy.relay import RelayResponse
 from proxy.upstream import Upstream, raw_headers
+
+# Bytes a raw path may carry into the upstream URL as they are; the others are %-escaped.
+_AS_SENT = string.ascii_letters + string.digits + string.punctuation
 
 
 async def relay(upstream: Upstream, request: Request, body: bytes | None = None) -> Response:
@@ -25,7 +34,7 @@ async def relay(upstream: Upstream, request: Request, body: bytes | None = None)
             headers.append(("content-length", request.headers["content-length"]))
     else:
         content = None
-    path = request.url.path.removeprefix("/v1")
+    path = quote_from_bytes(request.scope["raw_path"], _AS_SENT).removeprefix("/v1")
     response = await upstream.send(
         request.method, path, headers, content, request.scope.get("query_string", b"")
     )

@@ -27,7 +27,11 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
+# `Expect: 100-continue` is answered by the proxy's own server; the upstream gets the body whole.
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
+# The client's response is the proxy's: its server stamps its own `Date` (and names no
+# `Server`), so the upstream's would make two.
+_NOT_RETURNED = frozenset({"date", "server"})
 
 
 def _skipped(connection: Iterable[str], drop: frozenset[str]) -> frozenset[str]:
@@ -36,20 +40,26 @@ def _skipped(connection: Iterable[str], drop: frozenset[str]) -> frozenset[str]:
     return HOP_BY_HOP | drop | named
 
 
-def forwardable(
-    headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozenset()
-) -> list[tuple[str, str]]:
+def _crossing(headers: Iterable[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
     """The headers that may cross the proxy, minus any named in `Connection` and in `drop`."""
     pairs = list(headers)
     skip = _skipped((value for name, value in pairs if name.lower() == "connection"), drop)
     return [(name, value) for name, value in pairs if name.lower() not in skip]
 
 
+def forwardable(
+    headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """An upstream response's headers that reach the client, minus any named in
+    `Connection` and in `drop`."""
+    return _crossing(headers, drop | _NOT_RETURNED)
+
+
 def raw_headers(
     headers: httpx.Headers, drop: frozenset[str] = frozenset()
 ) -> list[tuple[bytes, bytes]]:
-    """`forwardable` for an upstream response's headers, kept byte for byte."""
-    skip = _skipped(headers.get_list("connection"), drop)
+    """`forwardable`, kept byte for byte."""
+    skip = _skipped(headers.get_list("connection"), drop | _NOT_RETURNED)
     return [
         (name.lower(), value)
         for name, value in headers.raw
@@ -108,7 +118,7 @@ class Upstream:
             drop.add("authorization")
         if rewritten:
             drop.add("accept-encoding")
-        headers = forwardable(client_headers, frozenset(drop))
+        headers = _crossing(client_headers, frozenset(drop))
         if self.api_key:
             headers.append(("authorization", f"Bearer {self.api_key}"))
         if rewritten:

@@ -1,12 +1,14 @@
-"""Every other `/v1` path is relayed byte for byte (DESIGN §4), in process."""
+"""Every other `/v1` path is relayed byte for byte (DESIGN §4): in process, and its path live."""
 
 from __future__ import annotations
 
 import httpx
 import httpx2
+import openai
 import respx
 
 from tests.conftest import UPSTREAM, mocked_app, raw_client
+from tests.test_admission import Recorder, exchange, proxy_of
 
 
 async def test_headers_and_bytes_come_back_exactly():
@@ -91,3 +93,20 @@ async def test_an_unexpected_failure_is_a_500_in_the_openai_format(monkeypatch):
         "param": None,
         "code": "proxy_error",
     }
+
+
+def test_the_path_goes_upstream_exactly_as_sent():
+    """Not as uvicorn decoded it: an encoded `/` stays inside its segment, as openai-python
+    sends a model name with a `/`, and bytes the URL needs escaped arrive escaped."""
+    recorder = Recorder()
+    with proxy_of(recorder) as address:
+        for path in (b"/v1/models/meta-llama%2FLlama-3.1-8B", b"/v1/files/a%20b%25/c.jsonl"):
+            assert exchange(address, b"GET " + path + b" HTTP/1.1\r\n\r\n")[0] == 200
+        host, port = address
+        client = openai.OpenAI(api_key="sk", base_url=f"http://{host}:{port}/v1", max_retries=0)
+        client.models.retrieve("org/model")
+    assert recorder.paths == [
+        b"/v1/models/meta-llama%2FLlama-3.1-8B",
+        b"/v1/files/a%20b%25/c.jsonl",
+        b"/v1/models/org%2Fmodel",
+    ]

@@ -1,5 +1,6 @@
 """uvicorn as the proxy runs it: a response's head goes out with its first body bytes, and
-never waits for them longer than the event loop's turn."""
+never waits for them longer than the event loop's turn; one `date`, the proxy's own; and the
+uvicorn internals this relies on, checked."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from proxy.server import _HeadHolder
-from tests.servers import serve
+from proxy import server
+from proxy.app import create_app
+from proxy.config import Settings
+from proxy.server import HttpProtocol, _HeadHolder, config, shape_problem
+from tests.chunks import calls_round, completion
+from tests.conftest import SERVER_TOOLS
+from tests.servers import serve, upstream_app
+from tests.upstream import Reply, ScriptedUpstream, text_stream
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n"
 
@@ -97,3 +105,84 @@ async def test_a_live_response_head_does_not_wait_for_a_slow_body() -> None:
                 assert await response.aread() == b"late"
             assert (await client.head("/empty")).status_code == 204
             assert (await client.get("/empty")).status_code == 204
+
+
+# -- the proxy's response is its own: one `date`, no upstream `server` --------------------
+
+
+CALL = {"id": "c2", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+
+
+def test_every_response_carries_one_date_and_at_most_one_server():
+    script = ScriptedUpstream(
+        calls_round(("c1", "weather", '{"location": "Lima"}')),
+        Reply(text_stream("Warm", "chatcmpl-2")),
+        completion({"role": "assistant", "tool_calls": [CALL]}, finish="tool_calls"),
+        completion({"role": "assistant", "content": "Cold"}, id="chatcmpl-2"),
+        Reply(b'{"data": []}', content_type="application/json"),
+        Reply(b'{"error": {"message": "slow down"}}', 429, "application/json"),
+        Reply(b'{"error": {"message": "nope"}}', 404, "application/json"),
+    )
+    for reply in script.replies:  # and the upstream's uvicorn stamps its own `date`
+        reply.headers["server"] = "upstream/1.0"
+    chat = {"model": "m", "messages": [{"role": "user", "content": "weather"}]}
+    with serve(upstream_app(script)) as upstream:
+        app = create_app(Settings(upstream=upstream + "/v1"), SERVER_TOOLS)
+        with serve(app) as proxy, httpx.Client(base_url=proxy + "/v1", timeout=5) as http:
+            responses = {
+                "stitched stream": http.post("/chat/completions", json={**chat, "stream": True}),
+                "stitched JSON": http.post("/chat/completions", json=chat),
+                "passthrough": http.get("/models"),
+                "stitched, upstream error": http.post("/chat/completions", json=chat),
+                "passthrough, upstream error": http.get("/models/nope"),
+            }
+    statuses = [response.status_code for response in responses.values()]
+    assert statuses == [200, 200, 200, 429, 404]
+    for what, response in responses.items():
+        names = [name.lower() for name, _ in response.headers.raw]
+        assert names.count(b"date") == 1, what
+        assert names.count(b"server") <= 1, what
+        assert response.headers.get("server") != "upstream/1.0", what
+
+
+# -- uvicorn's internals, checked at config time -----------------------------------------
+
+
+def test_the_installed_uvicorn_has_the_shape_the_protocol_expects():
+    assert shape_problem() is None
+    made = config(object(), "127.0.0.1", 0, max_header_bytes=1234)
+    assert isinstance(made.http, type) and issubclass(made.http, HttpProtocol)
+    assert made.http.max_head == 1234
+
+
+def test_a_changed_method_or_attribute_is_noticed():
+    class Renamed(HttpToolsProtocol):
+        def data_received(self, chunk: bytes) -> None:  # type: ignore[override]
+            pass
+
+    class Bare:
+        def __init__(self) -> None:
+            self.transport = None
+
+    assert shape_problem(methods=((Renamed, "data_received", ("self", "data")),)) == (
+        "Renamed.data_received takes ('self', 'chunk'), not ('self', 'data')"
+    )
+    assert shape_problem(methods=((Bare, "on_message_begin", ("self",)),)) == (
+        "Bare.on_message_begin is not a method"
+    )
+    assert shape_problem(attributes=((Bare, ("transport", "cycle")),)) == (
+        "Bare no longer sets cycle"
+    )
+
+
+def test_a_changed_uvicorn_is_served_plainly_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(server, "shape_problem", lambda: "HttpToolsProtocol.cycle is gone")
+    made = config(object(), "127.0.0.1", 0)
+    assert made.http == "httptools"
+    [warning] = [r for r in caplog.records if r.name == "proxy"]
+    assert warning.levelname == "WARNING"
+    assert "HttpToolsProtocol.cycle is gone" in warning.getMessage()
+
+    app = Starlette(routes=[Route("/", lambda request: Response(b"plain"))])
+    with serve(app) as base:
+        assert httpx.get(base + "/").content == b"plain"

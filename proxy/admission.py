@@ -1,0 +1,135 @@
+"""What a request must satisfy to be admitted: a bounded head and body, a path that stays
+under `/v1`.
+
+The limits answer `413` (body) and `431` (request line and headers) in the OpenAI format and
+log one warning. The connection stays open: uvicorn discards the rest of the request rather
+than the client losing the answer to a reset while it still sends (asyncio clients, such as
+the `openai` one, do). `proxy.server` bounds a head while it arrives; the head check here is
+exact, and the only one when uvicorn runs without the proxy's protocol.
+
+Paths: httpx resolves dot segments before a request goes out, so `/v1/../secret` — or
+`/v1/%2e%2e/secret`, or `/v1/models/..%2F..%2Fsecret` once an upstream decodes it — would
+reach the upstream outside its configured base URL, with the proxy's upstream key. A path
+with a dot segment, as sent or percent-decoded (`\\` and `;` ending a segment too, as some
+servers read them), or percent-encoded twice over, is refused; every other path is relayed
+exactly as it was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.errors import APIError
+
+log = logging.getLogger("proxy")
+
+# `.` or `..` as a whole segment; `\` and `;` end one for some servers (IIS, Tomcat).
+_DOT_SEGMENT = re.compile(rb"(?:^|[/\\])\.\.?(?:[/\\;]|$)")
+
+
+def climbs(path: bytes) -> bool:
+    """Whether `path` has a dot segment as sent or percent-decoded — or is percent-encoded
+    twice over: nothing legitimate is, and an upstream that decodes twice could find one."""
+    if _DOT_SEGMENT.search(path):
+        return True
+    if b"%" not in path:
+        return False
+    once = unquote_to_bytes(path)
+    return _DOT_SEGMENT.search(once) is not None or unquote_to_bytes(once) != once
+
+
+def head_too_large(limit: int) -> APIError:
+    return APIError.of(
+        431,
+        f"The request line and headers are larger than the proxy accepts ({limit} bytes; "
+        "setting max_header_kb).",
+        code="request_header_fields_too_large",
+    )
+
+
+def body_too_large(limit: int) -> APIError:
+    return APIError.of(
+        413,
+        f"The request body is larger than the proxy accepts ({limit} bytes; setting max_body_mb).",
+        code="request_too_large",
+    )
+
+
+def refused(error: APIError, client: Any) -> None:
+    """The one log line of a request refused for its size (no header values in it)."""
+    peer = f"{client[0]}:{client[1]}" if client else "an unknown client"
+    log.warning("refused a request from %s: %d %s", peer, error.status, _REASONS[error.status])
+
+
+_REASONS = {431: "request line and headers too large", 413: "request body too large"}
+
+
+class Admission:
+    """Pure ASGI middleware, outermost: a refused request never reaches the routes."""
+
+    def __init__(self, app: ASGIApp, max_body: int, max_head: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_head = max_head
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        error, receive = self._admit(scope, receive)
+        if error is not None:
+            await error.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _admit(self, scope: Scope, receive: Receive) -> tuple[APIError | None, Receive]:
+        raw_path: bytes = scope["raw_path"]
+        if climbs(raw_path):
+            return APIError.of(
+                400,
+                "The request path has a '.' or '..' segment (possibly percent-encoded): the "
+                "proxy only serves paths under /v1, and relays them as sent.",
+                code="invalid_path",
+            ), receive
+        # The request line and headers as sent, give or take optional whitespace.
+        head = len(scope["method"]) + len(raw_path) + len(scope["query_string"]) + 14
+        length = None
+        chunked = False
+        for name, value in scope["headers"]:
+            head += len(name) + len(value) + 4
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        error = None
+        if head > self.max_head:
+            error = head_too_large(self.max_head)
+        elif length is not None and int(length) > self.max_body:
+            error = body_too_large(self.max_body)
+        if error is not None:
+            refused(error, scope.get("client"))
+            return error, receive
+        if length is None or chunked:  # no length declared: count the body as it arrives
+            receive = self._counted(receive, scope)
+        return None, receive
+
+    def _counted(self, receive: Receive, scope: Scope) -> Receive:
+        left = self.max_body
+
+        async def counted() -> Message:
+            nonlocal left
+            message = await receive()
+            if message["type"] == "http.request":
+                left -= len(message.get("body", b""))
+                if left < 0:
+                    error = body_too_large(self.max_body)
+                    refused(error, scope.get("client"))
+                    raise error
+            return message
+
+        return counted
