@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from proxy.admission import Admission
 from proxy.auth import ClientKeys
 from proxy.chat.conversation import ChatConversation
 from proxy.chat.conversation import check_request as check_chat
@@ -117,7 +118,11 @@ def create_app(
         yield
         await upstream.aclose()
 
-    middleware = [Middleware(ClientKeys, keys=settings.api_keys)] if settings.api_keys else []
+    middleware = [
+        Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes)
+    ]
+    if settings.api_keys:
+        middleware.append(Middleware(ClientKeys, keys=settings.api_keys))
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
