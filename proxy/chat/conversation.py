@@ -6,9 +6,9 @@ from typing import Any
 
 from proxy.chat.completion import ChatCompletionReader
 from proxy.chat.stream import ChatStream
-from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
 from proxy.loop.tool_choice import relaxed
+from proxy.request_checks import CHAT_REQUEST, checked
 from proxy.tools.registry import Registry
 from proxy.tools.runner import ToolResult
 
@@ -29,15 +29,8 @@ def client_tool_names(body: dict[str, Any]) -> set[str]:
 
 
 def check_request(body: Any) -> dict[str, Any]:
-    """The request body as a dict, or a 400 naming what is wrong with it."""
-    if not isinstance(body, dict):
-        raise APIError.of(400, "the request body must be a JSON object")
-    if not isinstance(body.get("messages"), list):
-        raise APIError.of(400, "'messages' must be an array of messages", param="messages")
-    for key in ("tools", "functions"):
-        if body.get(key) is not None and not isinstance(body[key], list):
-            raise APIError.of(400, f"'{key}' must be an array", param=key)
-    return body
+    """The request body as a dict, or OpenAI's 400 naming a value the proxy cannot read."""
+    return checked(body, CHAT_REQUEST)
 
 
 class ChatConversation:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
 from proxy.loop.tool_choice import relaxed
+from proxy.request_checks import RESPONSES_REQUEST, checked
 from proxy.responses.calls import function_call_output, is_server_call, unfold_mcp_items
 from proxy.responses.memory import Remembrance
 from proxy.responses.result import ResponseReader
@@ -17,14 +17,8 @@ from proxy.tools.runner import ToolResult
 
 
 def check_request(body: Any) -> dict[str, Any]:
-    """The request body as a dict, or a 400 naming what is wrong with it."""
-    if not isinstance(body, dict):
-        raise APIError.of(400, "the request body must be a JSON object")
-    if body.get("input") is not None and not isinstance(body["input"], str | list):
-        raise APIError.of(400, "'input' must be a string or an array of items", param="input")
-    if body.get("tools") is not None and not isinstance(body["tools"], list):
-        raise APIError.of(400, "'tools' must be an array", param="tools")
-    return body
+    """The request body as a dict, or OpenAI's 400 naming a value the proxy cannot read."""
+    return checked(body, RESPONSES_REQUEST)
 
 
 def client_tool_names(body: dict[str, Any]) -> set[str]:
