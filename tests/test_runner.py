@@ -5,6 +5,7 @@ threads (a hung one cannot starve the rest), and tools raising `CancelledError`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime
 import decimal
@@ -325,6 +326,15 @@ async def test_rich_return_values_are_encoded_as_json() -> None:
     }
 
 
+async def test_a_set_of_mixed_types_is_a_list() -> None:
+    @tool
+    def mixed() -> Any:
+        return {1, "a"}
+
+    result = await run(runner_of(mixed), "mixed", "")
+    assert sorted(json.loads(result.output), key=str) == [1, "a"]
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
@@ -407,9 +417,13 @@ def gate() -> Iterator[threading.Event]:
     event.set()  # the abandoned threads end
 
 
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
 @tool
-def where() -> str:
-    return threading.current_thread().name
+def where() -> dict[str, Any]:
+    thread = threading.current_thread()
+    return {"thread": thread.name, "daemon": thread.daemon, "request": request_id.get("")}
 
 
 async def until(condition: Any) -> None:
@@ -420,44 +434,60 @@ async def until(condition: Any) -> None:
     raise AssertionError("condition never met")
 
 
-async def test_sync_tools_run_on_the_runners_own_threads() -> None:
+async def test_sync_tools_run_on_the_runners_own_daemon_threads_in_the_callers_context() -> None:
+    request_id.set("req-7")
     result = await run(runner_of(where), "where", "")
-    assert result.output.startswith("openai-tool-proxy-tool-")
+    seen = json.loads(result.output)
+    assert seen["thread"].startswith("openai-tool-proxy-tool-")
+    assert seen["daemon"] is True  # a hung tool does not hold up the process's exit
+    assert seen["request"] == "req-7"
 
 
 async def test_hung_sync_tools_do_not_starve_the_others(
     gate: threading.Event, caplog: pytest.LogCaptureFixture
 ) -> None:
-    runner = runner_of(blocking_tool(gate), calculate, threads=2, timeout=2)
-    hung = [ToolCall(f"h{n}", "hang", "") for n in range(5)]  # more than the threads
+    # More hung calls than the pool has threads, and than the loop's default executor has
+    # (at most 32): neither may be what sync tools wait on.
+    runner = runner_of(blocking_tool(gate), calculate, threads=8, per_request=40, timeout=2)
+    hung = [ToolCall(f"h{n}", "hang", "") for n in range(40)]
     with caplog.at_level(logging.WARNING, logger="proxy.tools"):
-        results = await runner.run_all(hung)
-    assert [r.output for r in results] == ["error: 'hang' timed out after 0.05 seconds"] * 5
-    assert runner.hung_threads == 5
+        async with asyncio.timeout(5):  # each hung call gives its thread's slot back
+            results = await runner.run_all(hung)
+    assert [r.output for r in results] == ["error: 'hang' timed out after 0.05 seconds"] * 40
+    assert runner.hung_threads == 40
     abandoned = [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()]
-    assert len(abandoned) == 5
-    assert "(5 hung tool thread(s) now)" in abandoned[-1]
-    answer = await run(runner, "calculate", {"expression": "6 * 7"})
+    assert len(abandoned) == 40
+    assert "(40 hung tool thread(s) now)" in abandoned[-1]
+    async with asyncio.timeout(5):  # a thread is free at once, not when a hung tool ends
+        answer = await run(runner, "calculate", {"expression": "6 * 7"})
     assert (answer.ok, answer.output) == (True, "42")
     gate.set()  # the hung tools end at last: their threads leave, uncounted
     await until(lambda: runner.hung_threads == 0)
     assert (await run(runner, "calculate", {"expression": "1 + 1"})).output == "2"
 
 
-async def test_at_most_threads_sync_tools_run_at_once() -> None:
+async def test_at_most_threads_sync_tools_run_at_once(gate: threading.Event) -> None:
     peak = Peak()
-    pairs = threading.Barrier(2, timeout=5)
+    entered = threading.Semaphore(0)
 
     @tool
-    def paired(n: int) -> int:
+    def held(n: int) -> int:
         peak.enter()
-        pairs.wait()  # two at once, for sure
+        entered.release()
+        gate.wait(5)
         peak.leave()
         return n
 
-    runner = runner_of(paired, threads=2, per_request=6)
-    results = await runner.run_all([ToolCall(f"{n}", "paired", f'{{"n": {n}}}') for n in range(6)])
-    assert [r.output for r in results] == [str(n) for n in range(6)]
+    runner = runner_of(held, threads=2, per_request=6)
+    work = asyncio.ensure_future(
+        runner.run_all([ToolCall(f"{n}", "held", f'{{"n": {n}}}') for n in range(6)])
+    )
+    for _ in range(2):
+        await asyncio.to_thread(entered.acquire, timeout=5)
+    await asyncio.sleep(0.2)  # room for a third to start, were there no bound
+    assert peak.running == 2
+    gate.set()
+    assert [r.output for r in await work] == [str(n) for n in range(6)]
     assert peak.peak == 2
 
 
