@@ -31,11 +31,15 @@ def response(
     }
 
 
-def events_body(*events: dict[str, Any]) -> bytes:
-    """SSE frames with `event:` lines and sequence numbers from 0."""
+def events_body(*events: dict[str, Any], numbered: bool = True) -> bytes:
+    """SSE frames with `event:` lines and sequence numbers from 0 — or, not `numbered`, as
+    llama.cpp sends them: no `sequence_number` and no `output_index` anywhere."""
     frames = []
     for seq, event in enumerate(events):
-        event = {**event, "sequence_number": seq}
+        if numbered:
+            event = {**event, "sequence_number": seq}
+        else:
+            event = {k: v for k, v in event.items() if k != "output_index"}
         frames.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
     return "".join(frames).encode()
 
@@ -150,8 +154,10 @@ def stream_round(
     *parts: tuple[list[dict[str, Any]], dict],
     usage: dict[str, Any] | None = None,
     end: str = "response.completed",
+    numbered: bool = True,
 ) -> Reply:
-    """A streamed round: created, in_progress, the items' events, then the terminal event."""
+    """A streamed round: created, in_progress, the items' events, then the terminal event
+    (`numbered` as in `events_body`)."""
     events = [
         {"type": "response.created", "response": response(id, status="in_progress")},
         {"type": "response.in_progress", "response": response(id, status="in_progress")},
@@ -161,7 +167,7 @@ def stream_round(
     status = "completed" if end == "response.completed" else "incomplete"
     final = response(id, [done for _, done in parts], status=status, usage=usage)
     events.append({"type": end, "response": final})
-    return Reply(events_body(*events))
+    return Reply(events_body(*events, numbered=numbered))
 
 
 def body_round(id: str, *items: dict[str, Any], usage: dict[str, Any] | None = None) -> Reply:

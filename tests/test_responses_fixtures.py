@@ -13,17 +13,24 @@ import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import UPSTREAM, mocked_app, openai_client, weather
-from tests.events import message_events, stream_round
+from proxy import tool
+from proxy.tools.registry import Registry
+from tests.conftest import SERVER_TOOLS, UPSTREAM, mocked_app, openai_client
+from tests.events import message_events, response, stream_round, usage
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear
 
 FIXTURE_NAMES = sorted(f"responses/{p.name}" for p in (FIXTURES / "responses").glob("*.sse"))
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "weather",
-    "description": "Get the weather in a location",
-    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
-}
+
+
+@tool
+def calculate(expression: str) -> str:
+    """Multiply two integers written `a*b` (all the llama.cpp recording asks for)."""
+    a, b = expression.split("*")
+    return str(int(a) * int(b))
+
+
+REGISTRY = Registry(SERVER_TOOLS.values())
+REGISTRY.add(calculate, "tests")
 
 
 def upstream_events(name: str) -> list[dict[str, Any]]:
@@ -35,8 +42,26 @@ def upstream_events(name: str) -> list[dict[str, Any]]:
     return events
 
 
+def recorded_calls(name: str) -> list[dict[str, Any]]:
+    """The function calls a fixture's terminal response lists."""
+    output = upstream_events(name)[-1]["response"]["output"]
+    return [item for item in output if item["type"] == "function_call"]
+
+
+def client_tools(name: str) -> list[dict[str, Any]]:
+    """Function tools of the client's own, named as the fixture's calls: the client's win."""
+    return [
+        {"type": "function", "name": call["name"], "parameters": {"type": "object"}}
+        for call in recorded_calls(name)
+    ]
+
+
+def result_of(call: dict[str, Any]) -> str:
+    return str(REGISTRY[call["name"]].tool(**json.loads(call["arguments"])))
+
+
 async def run(
-    replies: list[Reply], **request: Any
+    replies: list[Reply], show_calls: bool = False, **request: Any
 ) -> tuple[list[Any], Any, ScriptedUpstream, Exception | None]:
     """Stream through the proxy with `client.responses.stream`; return the events, the final
     response (or None), the upstream's record and any error the SDK raised."""
@@ -46,7 +71,7 @@ async def run(
     error: Exception | None = None
     with respx.mock(assert_all_called=False) as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        app = mocked_app()
+        app = mocked_app(REGISTRY, show_calls=show_calls)
         async with openai_client(app) as client:
             try:
                 async with client.responses.stream(
@@ -87,25 +112,39 @@ def test_every_responses_fixture_is_covered():
         "responses/lmstudio-function-call.sse",
         "responses/openai-web-search-hosted.sse",
         "responses/openai-error.sse",
+        "responses/llamacpp-function-call.sse",
     }
 
 
-CALL_FIXTURES = ["responses/azure-function-call.sse", "responses/lmstudio-function-call.sse"]
+CALL_FIXTURES = [
+    "responses/azure-function-call.sse",
+    "responses/lmstudio-function-call.sse",
+    "responses/llamacpp-function-call.sse",
+]
+ANSWER = message_events(0, "Sunny in San Francisco", "msg_2")
+
+
+def follow_up(name: str) -> Reply:
+    """The next round's text answer, numbered as the fixture's upstream numbers its events
+    (llama.cpp: not at all)."""
+    return stream_round("resp_second", ANSWER, numbered=b'"sequence_number"' in fixture(name))
 
 
 async def server_call_round(name: str, pieces: list[bytes]) -> None:
     upstream = upstream_events(name)
     first_id = upstream[0]["response"]["id"]
-    second = stream_round("resp_second", message_events(0, "Sunny in San Francisco", "msg_2"))
-    events, final, script, error = await run([Reply(pieces), second])
+    events, final, script, error = await run([Reply(pieces), follow_up(name)])
     assert error is None
     check_one_response(events)
     assert final.id == first_id
     assert final.output_text.endswith("Sunny in San Francisco")
-    assert not any(item.type == "function_call" for item in final.output)
     assert not any("function_call" in e.type for e in events)
-    # The next round replays the input, every item of the first round, and the result.
+    # The terminal event lists the visible items: every recorded one but the calls, then
+    # the answer.
     recorded = upstream[-1]["response"]["output"]
+    visible = [i for i in recorded if i["type"] != "function_call"] + [ANSWER[1]]
+    assert [plain(item) for item in final.output] == [plain(item) for item in visible]
+    # The next round replays the input, every item of the first round, and the result.
     sent = script.requests[1]["input"]
     assert sent[0] == {"role": "user", "content": "What's the weather in San Francisco?"}
     assert sent[1:-1] == recorded
@@ -113,7 +152,7 @@ async def server_call_round(name: str, pieces: list[bytes]) -> None:
     assert sent[-1] == {
         "type": "function_call_output",
         "call_id": call["call_id"],
-        "output": weather(**json.loads(call["arguments"])),
+        "output": result_of(call),
     }
     # Usage is summed: the second round reported none.
     assert final.usage.total_tokens == upstream[-1]["response"]["usage"]["total_tokens"]
@@ -121,7 +160,7 @@ async def server_call_round(name: str, pieces: list[bytes]) -> None:
 
 async def client_call_round(name: str, pieces: list[bytes]) -> None:
     upstream = upstream_events(name)
-    events, final, script, error = await run([Reply(pieces)], tools=[WEATHER_TOOL])
+    events, final, script, error = await run([Reply(pieces)], tools=client_tools(name))
     assert error is None
     check_one_response(events)
     assert len(script.requests) == 1
@@ -139,6 +178,21 @@ async def test_server_calls_are_hidden_and_run(name):
 @pytest.mark.parametrize("name", CALL_FIXTURES)
 async def test_client_calls_pass_through(name):
     await client_call_round(name, [fixture(name)])
+
+
+@pytest.mark.parametrize("name", CALL_FIXTURES)
+async def test_server_calls_shown_as_mcp_items(name):
+    events, final, _, error = await run([Reply(fixture(name)), follow_up(name)], show_calls=True)
+    assert error is None
+    check_one_response(events)
+    call = recorded_calls(name)[-1]
+    shown = [item for item in final.output if item.type == "mcp_call"]
+    assert [(i.name, i.arguments, i.status, i.output) for i in shown] == [
+        (call["name"], call["arguments"], "completed", result_of(call))
+    ]
+    kinds = [e.type for e in events]
+    assert kinds.count("response.mcp_call_arguments.done") == 1
+    assert kinds.count("response.mcp_call.completed") == 1
 
 
 async def hosted_tools_round(pieces: list[bytes]) -> None:
@@ -194,37 +248,51 @@ def test_torn_hosted_and_error_streams(cuts):
     asyncio.run(error_round(split(fixture("responses/openai-error.sse"), cuts)))
 
 
-async def test_non_streaming_fixture_rounds():
-    """The recorded final responses, served non-streamed."""
-    name = "responses/lmstudio-function-call.sse"
+async def non_streamed_round(name: str, pieces: list[bytes], client_owns: bool) -> None:
+    """The fixture's recorded final response served as a non-streamed body (then, when the
+    proxy runs the call, a text answer)."""
     first = upstream_events(name)[-1]["response"]
-    second = upstream_events("responses/azure-function-call.sse")[-1]["response"]
-    second = {
-        **second,
-        "output": [
-            {
-                "id": "msg_2",
-                "type": "message",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": "Sunny.", "annotations": []}],
-            }
-        ],
-    }
+    second = response("resp_second", [ANSWER[1]], usage=usage(5, 2))
     script = ScriptedUpstream(
-        Reply(json.dumps(first).encode(), content_type="application/json"),
+        Reply(pieces, content_type="application/json"),
         Reply(json.dumps(second).encode(), content_type="application/json"),
     )
-    with respx.mock() as router:
+    with respx.mock(assert_all_called=False) as router:
         router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        app = mocked_app()
-        async with openai_client(app) as client:
-            result = await client.responses.create(model="m", input="weather?")
+        async with openai_client(mocked_app(REGISTRY)) as client:
+            tools = client_tools(name) if client_owns else []
+            result = await client.responses.create(model="m", input="weather?", tools=tools)
     assert result.id == first["id"]
-    assert [i.type for i in result.output] == ["reasoning", "message", "message"]
-    assert result.output_text.endswith("Sunny.")
-    assert (
-        result.usage.total_tokens
-        == first["usage"]["total_tokens"] + second["usage"]["total_tokens"]
-    )
-    assert script.requests[1]["input"][-1]["type"] == "function_call_output"
+    calls = recorded_calls(name)
+    if client_owns or not calls:
+        assert len(script.requests) == 1
+        assert [plain(i) for i in result.output] == [plain(i) for i in first["output"]]
+        return
+    visible = [i for i in first["output"] if i["type"] != "function_call"] + [ANSWER[1]]
+    assert [plain(i) for i in result.output] == [plain(i) for i in visible]
+    assert result.usage.total_tokens == first["usage"]["total_tokens"] + 7
+    assert script.requests[1]["input"][-1] == {
+        "type": "function_call_output",
+        "call_id": calls[-1]["call_id"],
+        "output": result_of(calls[-1]),
+    }
+
+
+NON_STREAMED = [*CALL_FIXTURES, "responses/openai-web-search-hosted.sse"]
+
+
+def body_of(name: str) -> bytes:
+    return json.dumps(upstream_events(name)[-1]["response"]).encode()
+
+
+@pytest.mark.parametrize("name", NON_STREAMED)
+@pytest.mark.parametrize("client_owns", [False, True])
+async def test_non_streamed_fixture_rounds(name, client_owns):
+    await non_streamed_round(name, [body_of(name)], client_owns)
+
+
+@TORN
+@given(index=st.integers(0, len(NON_STREAMED) - 1), cuts=cuts, client_owns=st.booleans())
+def test_torn_non_streamed_bodies(index, cuts, client_owns):
+    name = NON_STREAMED[index]
+    asyncio.run(non_streamed_round(name, split(body_of(name), cuts), client_owns))

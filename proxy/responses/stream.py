@@ -41,6 +41,7 @@ class ResponsesStream:
         self.indices: dict[int, int] = {}  # upstream output_index -> client output_index
         self.hidden: dict[int, HiddenCall] = {}  # upstream output_index -> server call
         self.items: dict[int, dict[str, Any]] = {}  # this round's finished items, for replay
+        self.by_id: dict[str, int] = {}  # item id -> upstream output_index
         self.terminal: str | None = None
         self.failed = False  # a terminal failure: nothing after it matters
         self.errored = False  # an `error` event reached the client
@@ -130,7 +131,9 @@ class ResponsesStream:
             return [self._emit(event)]
         index = event.get("output_index")
         if not isinstance(index, int):
-            return [self._emit(event)]  # not about an output item: pass it on
+            index = self._index_by_id(kind, event)
+            if index is None:
+                return [self._emit(event)]  # not about an output item: pass it on
         if kind == "response.output_item.added":
             return self._item_added(index, event)
         if index in self.hidden:
@@ -147,8 +150,19 @@ class ResponsesStream:
         event["output_index"] = client_index
         return [self._emit(event)]
 
+    def _index_by_id(self, kind: str, event: dict[str, Any]) -> int | None:
+        """The output_index of an event that carries none (llama.cpp): that of its item,
+        known by id; a new item is numbered in the order the items were added."""
+        if kind == "response.output_item.added":
+            return len(self.by_id)
+        item = event.get("item")
+        item_id = item.get("id") if isinstance(item, dict) else event.get("item_id")
+        return self.by_id.get(item_id) if isinstance(item_id, str) else None
+
     def _item_added(self, index: int, event: dict[str, Any]) -> list[bytes]:
         item = event.get("item") or {}
+        if isinstance(item.get("id"), str):
+            self.by_id[item["id"]] = index
         if is_server_call(item, self.server_tools):
             hidden = self.hidden[index] = HiddenCall(item)
             if not self.show_calls:
