@@ -5,12 +5,17 @@ for cuts at every offset inside a frame, streamed and not, on both APIs."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import openai
 import pytest
 
+from proxy.app import create_app
+from proxy.config import Settings
 from tests.chunks import chunk, completion, usage
+from tests.conftest import SERVER_TOOLS
 from tests.events import body_round, message_events, stream_round
+from tests.servers import serve
 from tests.upstream import Reply, sse
 
 CHAT_CUT = "the upstream stream ended before the completion did"
@@ -76,6 +81,9 @@ async def test_chat_whole_last_frames_without_their_blank_line_still_count(upstr
 
 
 RESPONSES_BODY = stream_round("resp_1", message_events(0, "Hello there friend")).pieces[0]
+RESPONSES_KINDS = [
+    json.loads(f.split(b"data: ")[1])["type"] for f in RESPONSES_BODY.split(b"\n\n")[:-1]
+]
 
 
 @pytest.mark.parametrize("frame", [0, 4, 10], ids=["created", "delta", "completed"])
@@ -84,7 +92,7 @@ async def test_responses_stream_cut_inside_a_frame(upstream, client, frame):
     the whole events, then `response.failed` with the proxy's reason — or, cut before
     anything, a 502."""
     before, cuts = cuts_inside(RESPONSES_BODY, frame, most=60)
-    expected = [json.loads(f.split(b"data: ")[1])["type"] for f in before.split(b"\n\n") if f]
+    expected = RESPONSES_KINDS[:frame]
     upstream(*(Reply([before, RESPONSES_BODY[len(before) : len(before) + cut]]) for cut in cuts))
     for _ in cuts:
         if not before:
@@ -118,3 +126,54 @@ async def test_non_streaming_bodies_cut_short_are_a_502(upstream, client):
             await client.responses.create(model="m", input="hi")
         assert raised.value.status_code == 502
         assert raised.value.code == "bad_upstream_response"
+
+
+# -------------------------------------------------- live: uvicorn, the production transport
+
+
+def cutting_upstream(bodies: list[bytes], drop: bool) -> Any:
+    """An upstream on loopback sending each request the next of `bodies`, then ending the
+    body there — or, with `drop`, dying with the connection still mid-body."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": bodies.pop(0), "more_body": drop})
+        if drop:
+            raise ConnectionAbortedError("the upstream dies mid-frame")
+
+    return app
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["body-ends", "connection-drops"])
+def test_live_cuts_inside_a_frame(drop: bool) -> None:
+    """Against a real upstream server, through the proxy under uvicorn: the client reads the
+    whole frames and then the API's error event, on both APIs."""
+    chat_before, chat_cuts = cuts_inside(CHAT_BODY, 1, most=4)
+    responses_before, responses_cuts = cuts_inside(RESPONSES_BODY, 4, most=4)
+    bodies = [chat_before + CHAT_BODY[len(chat_before) :][:cut] for cut in chat_cuts]
+    bodies += [
+        responses_before + RESPONSES_BODY[len(responses_before) :][:cut] for cut in responses_cuts
+    ]
+    cut = "the upstream connection failed mid-response" if drop else "the upstream stream ended"
+    with serve(cutting_upstream(bodies, drop)) as upstream_url:
+        app = create_app(Settings(upstream=upstream_url + "/v1"), SERVER_TOOLS)
+        with (
+            serve(app) as url,
+            openai.OpenAI(api_key="sk-test", base_url=url + "/v1", max_retries=0) as client,
+        ):
+            for _ in chat_cuts:
+                content = ""
+                with pytest.raises(openai.APIError) as raised:
+                    for c in client.chat.completions.create(model="m", messages=USER, stream=True):
+                        content += c.choices[0].delta.content or ""
+                assert raised.value.message.startswith(cut)
+                assert content == "Hel"
+            for _ in responses_cuts:
+                events = list(client.responses.create(model="m", input="hi", stream=True))
+                assert [e.type for e in events] == [*RESPONSES_KINDS[:4], "response.failed"]
+                assert events[-1].response.error.message.startswith(cut)
