@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 import httpx
 import orjson
@@ -18,6 +19,7 @@ from proxy.auth import ClientKeys
 from proxy.chat.conversation import ChatConversation
 from proxy.chat.conversation import check_request as check_chat
 from proxy.config import Settings
+from proxy.drain import SHUTTING_DOWN, SHUTTING_DOWN_CODE, Drain
 from proxy.errors import APIError
 from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
@@ -63,6 +65,8 @@ def create_app(
     engine = Engine(upstream, runner, settings.max_rounds)
 
     memory = ResponsesMemory()
+    drain = Drain(settings.drain_timeout)
+    keepalive = settings.keepalive_interval
 
     async def chat_completions(request: Request) -> Response:
         watch = Stopwatch()
@@ -70,7 +74,7 @@ def create_app(
         conv = ChatConversation(check_chat(parse_json(raw)), registry)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
-        return respond(conv, await engine.start(conv, *client_of(request), watch))
+        return respond(conv, await engine.start(conv, *client_of(request), watch), keepalive)
 
     async def responses(request: Request) -> Response:
         watch = Stopwatch()
@@ -88,13 +92,21 @@ def create_app(
 
         if not conv.streaming:
             remember()
-        return respond(conv, exchange, on_end=remember)
+        return respond(conv, exchange, keepalive, on_end=remember)
 
     async def passthrough(request: Request) -> Response:
         return await relay(upstream, request)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "tools": sorted(registry)})
+
+    async def liveness(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readiness(request: Request) -> Response:
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return APIError.of(
@@ -125,10 +137,12 @@ def create_app(
         middleware.append(Middleware(ClientKeys, keys=settings.api_keys))
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/responses", responses, methods=["POST"]),
-            Route("/v1/{path:path}", passthrough, methods=_ALL_METHODS),
+            Route("/v1/chat/completions", drain.guard(chat_completions), methods=["POST"]),
+            Route("/v1/responses", drain.guard(responses), methods=["POST"]),
+            Route("/v1/{path:path}", drain.guard(passthrough), methods=_ALL_METHODS),
             Route("/health", health, methods=["GET"]),
+            Route("/health/liveness", liveness, methods=["GET"]),
+            Route("/health/readiness", readiness, methods=["GET"]),
         ],
         middleware=middleware,
         exception_handlers={404: not_found, APIError: api_error, Exception: crash},
@@ -136,13 +150,20 @@ def create_app(
     )
     app.state.registry = registry
     app.state.upstream = upstream
+    app.state.drain = drain
     return app
 
 
 def respond(
-    conv: Conversation, exchange: Exchange, on_end: Callable[[], None] | None = None
+    conv: Conversation,
+    exchange: Exchange,
+    keepalive: float,
+    on_end: Callable[[], None] | None = None,
 ) -> Response:
     """The client's response: streamed as the rounds go, or the one merged JSON body.
+
+    A stream gets an SSE comment when it was silent `keepalive` seconds (0: never), and,
+    ended early by a shutdown, the API's own error event.
 
     `x-tool-proxy-overhead-ms` tells the proxy's own time on the request (excluding the
     upstream and the tools): the whole of it for a JSON body; up to the first byte in the
@@ -151,7 +172,10 @@ def respond(
     watch = exchange.watch
     headers = [*exchange.headers, (OVERHEAD_HEADER, watch.ms.encode())]
     if conv.streaming:
-        return RelayResponse(200, headers, exchange.rest, exchange.first, on_end)
+        ending = partial(exchange.cut, SHUTTING_DOWN, SHUTTING_DOWN_CODE)
+        return RelayResponse(
+            200, headers, exchange.rest, exchange.first, on_end, ending=ending, keepalive=keepalive
+        )
     response = Response(exchange.first, media_type="application/json")
     own = {name for name, _ in response.raw_headers}
     response.raw_headers += [(name, value) for name, value in headers if name not in own]

@@ -31,12 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # e.g. `openai-tool-proxy tools | head`
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep exit quiet
         return 0
-    serve(settings, registry)
-    return 0
+    return serve(settings, registry)
 
 
-def serve(settings: Settings, registry: Registry) -> None:
-    from proxy import server
+def serve(settings: Settings, registry: Registry) -> int:
+    """Run the proxy until SIGTERM or Ctrl+C, and drain it; the exit status."""
+    from proxy import drain
     from proxy.app import create_app
 
     names = ", ".join(sorted(registry)) or "none"
@@ -47,7 +47,8 @@ def serve(settings: Settings, registry: Registry) -> None:
         f"{settings.upstream} (server tools: {names})",
         file=sys.stderr,
     )
-    server.run(create_app(settings, registry), settings.host, settings.port, log_level="info")
+    app = create_app(settings, registry)
+    return drain.run(app, app.state.drain, settings.host, settings.port, log_level="info")
 
 
 def print_tools(registry: Registry, json_output: bool = False) -> None:

@@ -4,15 +4,22 @@ Starlette's `StreamingResponse` opens an anyio task group per request to notice 
 leaves; on the hot path that costs more than the rest of the relay. Here a plain task waits
 for the disconnect and cancels the relay — which closes the upstream response, so a client
 that gives up stops the model too.
+
+A stitched stream (whole SSE frames in every part) can also be kept alive: while nothing
+reaches the client — a tool runs, a model thinks — an SSE comment goes out, so that load
+balancers and clients with read timeouts do not drop it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+KEEPALIVE: Message = {"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True}
 
 
 class Last(bytes):
@@ -22,6 +29,10 @@ class Last(bytes):
 
 
 class RelayResponse(Response):
+    """`body` relayed as it comes; cancelled other than by the client leaving (the server is
+    shutting down), it ends between two parts with `ending()`'s bytes, or with none, so the
+    client gets a well-formed response (for a stitched stream, the API's error event)."""
+
     def __init__(
         self,
         status_code: int,
@@ -29,18 +40,25 @@ class RelayResponse(Response):
         body: AsyncIterator[bytes],
         first: bytes = b"",
         on_end: Callable[[], None] | None = None,
+        *,
+        ending: Callable[[], bytes] | None = None,
+        keepalive: float = 0,
     ) -> None:
         self.status_code = status_code
         self.raw_headers = raw_headers
         self.first = first
         self.body_iterator = body
         self.on_end = on_end
+        self.ending = ending
+        self.keepalive = keepalive  # seconds; 0: never (a body whose parts are not frames)
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relay = asyncio.current_task()
         assert relay is not None
         left = False
+        chunk = self.first
+        more = type(chunk) is not Last
 
         async def watch() -> None:
             nonlocal left
@@ -49,7 +67,21 @@ class RelayResponse(Response):
             left = True
             relay.cancel()
 
+        async def keep_alive() -> None:
+            """Every half interval, a comment if no part went out since the last look (the
+            part last relayed is still `chunk`): never an interval without bytes, and no
+            clock read per part."""
+            seen: bytes | None = None
+            while True:
+                await asyncio.sleep(self.keepalive / 2)
+                if chunk is not seen:
+                    seen = chunk
+                elif more:  # never after the last part
+                    await send(KEEPALIVE)
+                    seen = None  # the comment was a write: the next look skips
+
         watcher = asyncio.create_task(watch())
+        pinger = None
         try:
             await send(
                 {
@@ -58,20 +90,33 @@ class RelayResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            more = type(self.first) is not Last
-            if self.first:
-                await send({"type": "http.response.body", "body": self.first, "more_body": more})
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            if self.keepalive:  # after the first bytes: no delay to them
+                pinger = asyncio.create_task(keep_alive())
             async for chunk in self.body_iterator:
                 more = type(chunk) is not Last
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
             if more:
+                more = False
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not left:
-                raise
-            relay.uncancel()  # the client left: nothing more to do
+            relay.uncancel()
+            more = False
+            if not left and self._may_end_early():  # the server is stopping
+                end = self.ending() if self.ending is not None else b""
+                # Cancelled again (uvicorn's backstop, a client that does not read): cut.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await send({"type": "http.response.body", "body": end, "more_body": False})
             return
         finally:
             watcher.cancel()
+            if pinger is not None:
+                pinger.cancel()
         if self.on_end is not None:
             self.on_end()
+
+    def _may_end_early(self) -> bool:
+        """Whether the body can end before it is all relayed: not when its length was
+        announced — the server then closes the connection, and the client sees it cut."""
+        return all(name != b"content-length" for name, _ in self.raw_headers)

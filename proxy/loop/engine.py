@@ -33,6 +33,12 @@ class Exchange:
     first: bytes
     rest: AsyncIterator[bytes]
     watch: Stopwatch
+    conv: Conversation
+
+    def cut(self, message: str, code: str) -> Last:
+        """The bytes that end a stream early, after any whole part of `rest`: the API's own
+        error event (Chat `error`, Responses `response.failed`)."""
+        return _last(self.conv, b"".join(self.conv.fail(message, code)), self.watch)
 
 
 class _Failed(Exception):
@@ -69,7 +75,7 @@ class Engine:
         rounds = self._rounds(conv, request_headers, query, headers, watch)
         body = _guarded(conv, rounds, watch)
         first = await anext(body)
-        return Exchange(headers, first, body, watch)
+        return Exchange(headers, first, body, watch, conv)
 
     async def _rounds(
         self,
