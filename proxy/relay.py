@@ -92,7 +92,7 @@ class RelayResponse(Response):
             )
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
-            if self.keepalive:  # after the first bytes: no delay to them
+            if self.keepalive and more:  # after the first bytes: no delay to them
                 pinger = asyncio.create_task(keep_alive())
             async for chunk in self.body_iterator:
                 more = type(chunk) is not Last

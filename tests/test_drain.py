@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.drain import Drain
-from tests.chunks import completion
+from tests.chunks import calls_round, completion
+from tests.distributions import write_distribution
 from tests.events import message_events, stream_round
 from tests.processes import clean_env, free_port, spawn, stop, wait_healthy
 from tests.servers import serve, upstream_app
@@ -45,17 +46,33 @@ _ANSWER = completion({"role": "assistant", "content": "late"}).body
 assert isinstance(_ANSWER, bytes)
 HELD_ANSWER = Reply([b"", _ANSWER], content_type="application/json")  # headers, then held
 
+NAP = """
+import time
+
+from proxy import tool
+
+
+@tool
+def nap() -> str:
+    \"\"\"Sleeps for a minute.\"\"\"
+    time.sleep(60)
+    return "rested"
+"""
+
 
 @contextmanager
 def proxy(
     script: ScriptedUpstream, gate: threading.Event, tmp_path: Path, drain: float
 ) -> Iterator[tuple[subprocess.Popen[str], openai.OpenAI]]:
+    """`serve` with one tool, `nap`, in front of `script`'s upstream."""
+    write_distribution(tmp_path / "site", "drain_nap", NAP, {"nap": "drain_nap"})
     with serve(upstream_app(script, gate)) as upstream_url:
         port = free_port()
         env = clean_env(
+            tmp_path / "site",
             TOOL_PROXY_UPSTREAM=upstream_url + "/v1",
             TOOL_PROXY_PORT=str(port),
-            TOOL_PROXY_PLUGINS="calculator",
+            TOOL_PROXY_PLUGINS="nap",
             TOOL_PROXY_DRAIN_TIMEOUT=str(drain),
         )
         proc = spawn(["serve"], env, tmp_path)
@@ -107,9 +124,9 @@ def shutting_down(proc: subprocess.Popen[str], sig: signal.Signals) -> list[str]
 def test_sigterm_ends_every_request_still_running_when_the_drain_time_is_up(
     tmp_path: Path,
 ) -> None:
-    """Streams end with the API's error event, a request not answered yet is a 503, a
-    relayed body ends as HTTP allows — and the process exits, with the upstream still
-    holding every one of them open."""
+    """Streams end with the API's error event (whether the upstream or a tool keeps them
+    waiting), a request not answered yet is a 503, a relayed body ends as HTTP allows — and
+    the process exits, with the upstream still holding every one of them open."""
     gate = threading.Event()
     script = ScriptedUpstream(
         CHAT,
@@ -117,6 +134,7 @@ def test_sigterm_ends_every_request_still_running_when_the_drain_time_is_up(
         HELD_ANSWER,
         Reply([b"data: 1\n\n", b"data: 2\n\n"]),
         Reply([b"x" * 10, b"y" * 10], headers={"content-length": "20"}),
+        calls_round(("call_1", "nap", "{}")),
     )
     with proxy(script, gate, tmp_path, drain=0.5) as (proc, client), httpx.Client() as http:
         words = chat_stream(client)
@@ -133,11 +151,17 @@ def test_sigterm_ends_every_request_still_running_when_the_drain_time_is_up(
                 relayed_parts, sized_parts = relayed.iter_raw(), sized.iter_raw()
                 assert next(relayed_parts) == b"data: 1\n\n"
                 assert next(sized_parts) == b"x" * 10
+                napping = client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "nap"}], stream=True
+                )
+                assert next(iter(napping)).choices[0].delta.role == "assistant"
 
                 proc.send_signal(signal.SIGTERM)
 
                 with pytest.raises(openai.APIError) as chat_error:
                     list(words)
+                with pytest.raises(openai.APIError) as tool_error:
+                    list(napping)
                 rest = list(events)
                 with pytest.raises(openai.APIStatusError) as refused:
                     plain.result(timeout=10)
@@ -148,8 +172,10 @@ def test_sigterm_ends_every_request_still_running_when_the_drain_time_is_up(
         assert script.stalled == 0  # still held open when the proxy ended it all
     assert proc.returncode == 0
     assert "Traceback" not in err
-    assert "ending 5 request(s) still in flight" in err
+    assert "ending 6 request(s) still in flight" in err
     assert chat_error.value.body["code"] == CODE  # type: ignore[index]
+    assert tool_error.value.body["code"] == CODE  # type: ignore[index]
+    assert len(script.requests) == 6  # the tool's round never got its answer
     assert rest[-1].type == "response.failed"
     assert rest[-1].response.error.code == CODE  # type: ignore[union-attr]
     assert [e.type for e in rest].count("response.output_text.delta") == 0
