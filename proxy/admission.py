@@ -33,14 +33,14 @@ _DOT_SEGMENT = re.compile(rb"(?:^|[/\\])\.\.?(?:[/\\;]|$)")
 
 
 def climbs(path: bytes) -> bool:
-    """Whether `path` has a dot segment as sent or percent-decoded — or is percent-encoded
-    twice over: nothing legitimate is, and an upstream that decodes twice could find one."""
-    if _DOT_SEGMENT.search(path):
-        return True
-    if b"%" not in path:
-        return False
-    once = unquote_to_bytes(path)
-    return _DOT_SEGMENT.search(once) is not None or unquote_to_bytes(once) != once
+    """Whether `path` has a dot segment as sent or percent-decoded (decoding keeps every one
+    there was) — or is percent-encoded twice over: nothing legitimate is, and an upstream
+    that decodes twice could find one."""
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+        if unquote_to_bytes(path) != path:
+            return True
+    return b"." in path and _DOT_SEGMENT.search(path) is not None
 
 
 def head_too_large(limit: int) -> APIError:
