@@ -92,8 +92,9 @@ class Admission:
         if climbs(raw_path):
             return APIError.of(
                 400,
-                "The request path has a '.' or '..' segment (possibly percent-encoded): the "
-                "proxy only serves paths under /v1, and relays them as sent.",
+                "The request path has a '.' or '..' segment (possibly percent-encoded) or is "
+                "percent-encoded twice over: the proxy only serves paths under /v1, and relays "
+                "them as sent.",
                 code="invalid_path",
             ), receive
         # The request line and headers as sent, give or take optional whitespace.
