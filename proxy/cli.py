@@ -48,7 +48,14 @@ def serve(settings: Settings, registry: Registry) -> int:
         file=sys.stderr,
     )
     app = create_app(settings, registry)
-    return drain.run(app, app.state.drain, settings.host, settings.port, log_level="info")
+    return drain.run(
+        app,
+        app.state.drain,
+        settings.host,
+        settings.port,
+        max_header_bytes=settings.max_header_bytes,
+        log_level="info",
+    )
 
 
 def print_tools(registry: Registry, json_output: bool = False) -> None:
