@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -340,3 +341,17 @@ def test_serve_warns_of_an_upstream_without_a_path(tmp_path: Path) -> None:
         _, err = stop(proc)
     assert "warning: upstream http://127.0.0.1:9 has no path" in err
     assert "http://127.0.0.1:9/v1" in err
+
+
+def test_serve_bounds_request_heads_by_its_setting_while_they_arrive(tmp_path: Path) -> None:
+    port = free_port()
+    proc = spawn(["serve", "--port", str(port), "--max-header-kb", "1"], clean_env(), tmp_path)
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}/health")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            # A head still arriving (no blank line yet), past 1 KiB: only the protocol sees it.
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 4096)
+            answer = sock.recv(4096)
+    finally:
+        stop(proc)
+    assert answer.startswith(b"HTTP/1.1 431 ")
