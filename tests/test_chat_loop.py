@@ -171,7 +171,7 @@ async def test_failing_tools_become_results_the_model_reads(upstream, make_clien
     )
     assert content_of(await stream_all(client)) == "Sorry"
     results = {m["tool_call_id"]: m["content"] for m in up.requests[1]["messages"][2:]}
-    assert results["a"].startswith("error: invalid arguments for 'typed'") and "'x'" in results["a"]
+    assert results["a"].startswith("error: invalid arguments for 'typed'") and '"x"' in results["a"]
     assert results["b"] == "error: 'boom' failed: RuntimeError: the database is down"
     assert results["c"] == "error: 'slow' timed out after 0.05 seconds"
     assert "not valid JSON" in results["d"]
@@ -459,9 +459,12 @@ async def test_an_unreachable_upstream_is_a_502(upstream, client):
     ("body", "message"),
     [
         (b"{not json", "could not parse the JSON body"),
-        (b"[1, 2]", "must be a JSON object"),
-        (b'{"model": "m"}', "'messages' must be an array"),
-        (b'{"model": "m", "messages": [], "tools": {}}', "'tools' must be an array"),
+        (b"[1, 2]", "Invalid type for the request body: expected an object"),
+        (b'{"model": "m"}', "Missing required parameter: 'messages'."),
+        (
+            b'{"model": "m", "messages": [], "tools": {}}',
+            "Invalid type for 'tools': expected an array of objects",
+        ),
     ],
 )
 async def test_bad_request_bodies_are_400s_in_the_openai_format(body, message):

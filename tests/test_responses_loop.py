@@ -319,8 +319,11 @@ async def test_non_streaming_shows_calls_as_mcp_items(upstream):
     ("body", "message"),
     [
         (b"nope", "could not parse"),
-        (b'{"model": "m", "input": 3}', "'input' must be"),
-        (b'{"model": "m", "tools": {}}', "'tools' must be an array"),
+        (
+            b'{"model": "m", "input": 3}',
+            "Invalid type for 'input': expected one of a string or array of objects",
+        ),
+        (b'{"model": "m", "tools": {}}', "Invalid type for 'tools': expected an array of objects"),
     ],
 )
 async def test_bad_request_bodies_are_400s(body, message):
