@@ -123,6 +123,7 @@ def test_tools_json(tmp_path: Path) -> None:
             "unit": {"enum": ["c", "f"], "default": "c"},
         },
         "required": ["city"],
+        "additionalProperties": False,
     }
     assert "strict" not in weather["function"]
     strict = by_name[f"{plugin.tool}_strict"]["function"]
