@@ -450,9 +450,9 @@ async def test_hung_sync_tools_do_not_starve_the_others(
     # (at most 32): neither may be what sync tools wait on.
     runner = runner_of(blocking_tool(gate), calculate, threads=8, per_request=40, timeout=2)
     hung = [ToolCall(f"h{n}", "hang", "") for n in range(40)]
-    with caplog.at_level(logging.WARNING, logger="proxy.tools"):
-        async with asyncio.timeout(5):  # each hung call gives its thread's slot back
-            results = await runner.run_all(hung)
+    caplog.set_level(logging.INFO, logger="proxy.tools")
+    async with asyncio.timeout(5):  # each hung call gives its thread's slot back
+        results = await runner.run_all(hung)
     assert [r.output for r in results] == ["error: 'hang' timed out after 0.05 seconds"] * 40
     assert runner.hung_threads == 40
     abandoned = [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()]
@@ -463,6 +463,7 @@ async def test_hung_sync_tools_do_not_starve_the_others(
     assert (answer.ok, answer.output) == (True, "42")
     gate.set()  # the hung tools end at last: their threads leave, uncounted
     await until(lambda: runner.hung_threads == 0)
+    await until(lambda: "abandoned sync tool hang ended (0 hung" in caplog.text)
     assert (await run(runner, "calculate", {"expression": "1 + 1"})).output == "2"
 
 
@@ -514,6 +515,34 @@ async def test_waiting_for_a_thread_is_not_counted_in_the_timeout(
     await asyncio.sleep(0.3)  # three times quick's timeout, spent waiting for the thread
     gate.set()
     assert [r.output for r in await both] == ["held", "quick"]
+
+
+async def test_a_value_arriving_after_its_call_was_cancelled_is_dropped(
+    gate: threading.Event,
+) -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    entered = threading.Semaphore(0)
+
+    @tool
+    def finishes() -> str:
+        entered.release()
+        gate.wait(5)
+        return "done"
+
+    runner = runner_of(finishes)
+    request = asyncio.ensure_future(run(runner, "finishes", ""))
+    await asyncio.to_thread(entered.acquire, timeout=5)
+    request.cancel()  # the call's future is cancelled now, the task learns it on its next step
+    gate.set()
+    threading.Event().wait(0.2)  # the loop held on purpose: the thread posts its value meanwhile
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await asyncio.sleep(0.01)  # the posted value is handled
+    loop.set_exception_handler(None)
+    assert errors == []
+    assert runner.hung_threads == 0  # it had finished: nothing was abandoned
 
 
 # --------------------------------------------------------------------------- CancelledError

@@ -108,8 +108,7 @@ class ToolThread:
                     self._pool._hung -= 1
                     hung = self._pool._hung
                     break
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, future, value, error)
+            loop.call_soon_threadsafe(_resolve, future, value, error)
         log.info("abandoned sync tool %s ended (%d hung tool thread(s) now)", self._tool, hung)
 
 
