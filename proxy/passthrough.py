@@ -7,7 +7,7 @@ not as uvicorn decoded it: `/v1/models/org%2Fname` stays one segment.
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import quote_from_bytes
 
 import httpx
@@ -41,7 +41,7 @@ async def relay(upstream: Upstream, request: Request, body: bytes | None = None)
     return RelayResponse(response.status_code, raw_headers(response.headers), _stream(response))
 
 
-async def _stream(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _stream(response: httpx.Response) -> AsyncGenerator[bytes]:
     try:
         async for chunk in response.stream:  # type: ignore[union-attr]
             yield chunk

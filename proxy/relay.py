@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -37,7 +37,7 @@ class RelayResponse(Response):
         self,
         status_code: int,
         raw_headers: list[tuple[bytes, bytes]],
-        body: AsyncIterator[bytes],
+        body: AsyncGenerator[bytes],
         first: bytes = b"",
         on_end: Callable[[], None] | None = None,
         *,
@@ -113,6 +113,10 @@ class RelayResponse(Response):
             watcher.cancel()
             if pinger is not None:
                 pinger.cancel()
+            # Close the body now, not when it is collected: when the relay stopped at a write
+            # to the client, the body waits at a part, its upstream response still open.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.body_iterator.aclose()
         if self.on_end is not None:
             self.on_end()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -386,3 +387,58 @@ def test_two_hundred_streams_with_random_disconnects_leave_the_proxy_serving() -
             nothing_left(url, app, upstream_url, baseline)
             again = client(url).chat.completions.create(model="m", messages=USER, stream=True)
             assert stream_text(again) == " ".join(["word"] * 20)
+
+
+def flooding(left: threading.Event, blocked: threading.Event) -> Any:
+    """An upstream streaming big content chunks as fast as it may, until the proxy hangs up;
+    `blocked` is set once a write of its waits (the proxy stopped reading)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        frame = text_stream("x" * 65536).split(b"\n\n")[1] + b"\n\n"
+        gone = asyncio.ensure_future(receive())
+        try:
+            while not gone.done():
+                sending = asyncio.ensure_future(
+                    send({"type": "http.response.body", "body": frame, "more_body": True})
+                )
+                first = asyncio.FIRST_COMPLETED
+                done, _ = await asyncio.wait([sending, gone], timeout=0.3, return_when=first)
+                if not done:
+                    blocked.set()
+                    await asyncio.wait([sending, gone], return_when=asyncio.FIRST_COMPLETED)
+                if gone.done():
+                    sending.cancel()
+        finally:
+            left.set()
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/files/f/content"])
+def test_a_slow_client_that_leaves_closes_the_upstream(path: str) -> None:
+    """The client stops reading, so the proxy's writes to it wait; then it hangs up. The
+    upstream must be closed at once — stitched stream or byte-for-byte relay alike."""
+    left, blocked = threading.Event(), threading.Event()
+    with serve(flooding(left, blocked)) as upstream_url:
+        app = create_app(Settings(upstream=upstream_url + "/v1"), TOOLS)
+        with serve(app) as url:
+            port = int(url.rsplit(":", 1)[1])
+            body = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}'
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(
+                    b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+                )
+                assert blocked.wait(10), "the proxy never stopped reading the upstream"
+            assert left.wait(5), "the upstream was left open after the client left"

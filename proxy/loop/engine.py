@@ -6,7 +6,7 @@ All I/O of a request lives here; what the bytes mean is the `Conversation`'s bus
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -31,7 +31,7 @@ class Exchange:
 
     headers: list[tuple[bytes, bytes]]
     first: bytes
-    rest: AsyncIterator[bytes]
+    rest: AsyncGenerator[bytes]
     watch: Stopwatch
     conv: Conversation
 
@@ -84,7 +84,7 @@ class Engine:
         query: bytes,
         response_headers: list[tuple[bytes, bytes]],
         watch: Stopwatch,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes]:
         seen_calls: set[tuple[tuple[str, str], ...]] = set()
         round_no = 0
         while True:
@@ -149,8 +149,8 @@ class Engine:
 
 
 async def _guarded(
-    conv: Conversation, rounds: AsyncIterator[bytes], watch: Stopwatch
-) -> AsyncIterator[bytes]:
+    conv: Conversation, rounds: AsyncGenerator[bytes], watch: Stopwatch
+) -> AsyncGenerator[bytes]:
     """The rounds' bytes; a failure before any of them reached the client is raised as the
     API error it answers with, and after that it ends the stream with the dialect's own
     error event."""
@@ -173,6 +173,8 @@ async def _guarded(
         if not sent:
             raise APIError.of(500, message, "server_error", code="proxy_error") from exc
         yield _last(conv, b"".join(conv.fail(message, "proxy_error")), watch)
+    finally:
+        await rounds.aclose()  # closed with this body: the upstream response with it
 
 
 def _last(conv: Conversation, data: bytes, watch: Stopwatch) -> Last:
