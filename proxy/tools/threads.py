@@ -35,7 +35,7 @@ class ToolThreads:
 
     @property
     def hung(self) -> int:
-        """Abandoned threads whose tool still runs (it ended its call by timing out, or the
+        """Abandoned threads whose tool still runs after its call ended (it timed out, or its
         request was cancelled)."""
         return self._hung
 
