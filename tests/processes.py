@@ -10,12 +10,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, serve, upstream_app
+from tests.upstream import ScriptedUpstream
 
 __all__ = [
     "clean_env",
@@ -23,6 +25,7 @@ __all__ = [
     "free_port",
     "get",
     "run_cli",
+    "served_proxy",
     "spawn",
     "stop",
     "wait_healthy",
@@ -62,6 +65,26 @@ def spawn(args: Sequence[str], env: dict[str, str], cwd: Path) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextmanager
+def served_proxy(
+    script: ScriptedUpstream, *site: Path, plugins: str, output: list[str] | None = None, **env: str
+) -> Iterator[str]:
+    """`openai-tool-proxy serve` in a subprocess against `script` on loopback; its /v1 URL.
+    What the process printed (stdout, stderr) is added to `output` once it stopped."""
+    port = free_port()
+    with serve(upstream_app(script)) as upstream_url:
+        environ = clean_env(*site, TOOL_PROXY_PLUGINS=plugins, **env)
+        args = ["serve", "--port", str(port), "--upstream", upstream_url + "/v1"]
+        proc = spawn(args, environ, Path.cwd())
+        try:
+            wait_healthy(proc, f"http://127.0.0.1:{port}/health")
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            printed = stop(proc)
+            if output is not None:
+                output.extend(printed)
 
 
 def console_script() -> str:

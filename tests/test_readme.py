@@ -7,16 +7,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from proxy.config import SPECS, load_settings
 from tests.chunks import calls_round, text_round
-from tests.processes import clean_env, free_port, run_cli, spawn, stop, wait_healthy
-from tests.servers import serve, upstream_app
+from tests.processes import clean_env, run_cli, served_proxy
 from tests.upstream import ScriptedUpstream
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
@@ -31,21 +28,6 @@ def block(language: str, first_line: str) -> str:
     found = [b for b in blocks(language) if b.splitlines()[0] == first_line]
     assert len(found) == 1, f"README: no single {language} block starting {first_line!r}"
     return found[0]
-
-
-@contextmanager
-def served_proxy(script: ScriptedUpstream, *site: Path, plugins: str) -> Iterator[str]:
-    """`openai-tool-proxy serve` in a subprocess against `script` on loopback; its /v1 URL."""
-    port = free_port()
-    with serve(upstream_app(script)) as upstream_url:
-        env = clean_env(*site, TOOL_PROXY_PLUGINS=plugins)
-        args = ["serve", "--port", str(port), "--upstream", upstream_url + "/v1"]
-        proc = spawn(args, env, Path.cwd())
-        try:
-            wait_healthy(proc, f"http://127.0.0.1:{port}/health")
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            stop(proc)
 
 
 def run_app(source: str, base_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
