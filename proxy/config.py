@@ -41,6 +41,9 @@ class Settings:
     tool_threads: int = 32
     keepalive_interval: float = 15.0
     drain_timeout: float = 20.0
+    store: str = "memory"
+    store_ttl: float = 86400.0
+    store_max_mb: float = 64.0
 
     def __post_init__(self) -> None:
         for spec in SPECS.values():
@@ -64,6 +67,10 @@ class Settings:
     @property
     def max_header_bytes(self) -> int:
         return self.max_header_kb * 1024
+
+    @property
+    def store_max_bytes(self) -> int:
+        return int(self.store_max_mb * 1024 * 1024)
 
     @property
     def max_tool_result_bytes(self) -> int:
@@ -100,6 +107,10 @@ class Spec:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 return f"must be an http(s) URL including /v1, got {value!r}"
+        scheme = urlsplit(value).scheme if self.name == "store" else ""
+        if self.name == "store" and value != "memory" and scheme not in ("redis", "rediss", "unix"):
+            # Named by its scheme only: the whole URL may hold a password.
+            return f"must be 'memory' or a redis://, rediss:// or unix:// URL, got {scheme!r}"
         if self.kind in ("int", "float"):
             if not math.isfinite(value):
                 return f"must be a finite number, got {value}"
@@ -178,6 +189,20 @@ SPECS: dict[str, Spec] = {
             "float",
             "seconds in-flight requests get to finish on shutdown (SIGTERM)",
             minimum=0,
+        ),
+        Spec(
+            "store",
+            "str",
+            "where conversation state is kept: memory (one process) or a redis:// URL "
+            "(shared by replicas)",
+            flag=False,  # a Redis URL may hold a password
+        ),
+        Spec("store_ttl", "float", "seconds conversation state is kept", positive=True),
+        Spec(
+            "store_max_mb",
+            "float",
+            "most MiB of conversation state the memory store keeps (least recently used first out)",
+            positive=True,
         ),
     ]
 }

@@ -382,20 +382,18 @@ def test_list_with_non_strings_in_file(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gap: DESIGN.md §1 lists TOOL_PROXY_STORE (memory or redis:// URL, default memory) "
-        "but Settings has no `store` field: the variable is ignored and `store` in TOML is "
-        "rejected as an unknown setting"
-    ),
-)
 def test_store_setting(tmp_path: Path) -> None:
-    assert load_settings(environ={}).store == "memory"  # type: ignore[attr-defined]
+    assert load_settings(environ={}).store == "memory"
     path = write(tmp_path / "c.toml", 'store = "memory"\n')
-    assert load_settings(environ={}, config_file=path).store == "memory"  # type: ignore[attr-defined]
+    assert load_settings(environ={}, config_file=path).store == "memory"
     env = {"TOOL_PROXY_STORE": "redis://127.0.0.1:6379/0"}
-    assert load_settings(environ=env).store == env["TOOL_PROXY_STORE"]  # type: ignore[attr-defined]
+    assert load_settings(environ=env).store == env["TOOL_PROXY_STORE"]
+
+
+def test_a_bad_store_is_named_by_its_scheme_never_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"TOOL_PROXY_STORE": "mysql://user:hunter2@db/0"})
+    assert "'mysql'" in str(caught.value) and "hunter2" not in str(caught.value)
 
 
 def test_config_error_is_a_value_error() -> None:
