@@ -16,6 +16,8 @@ from proxy.config import Settings
 from proxy.tools.registry import Registry
 from tests.upstream import Reply, ScriptedUpstream
 
+pytest_plugins = ["tests.redis_server"]  # the fixtures redis_server, redis_url
+
 UPSTREAM = "http://upstream.test/v1"
 
 
