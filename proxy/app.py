@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -18,6 +18,7 @@ from proxy.admission import Admission
 from proxy.auth import ClientKeys
 from proxy.chat.conversation import ChatConversation
 from proxy.chat.conversation import check_request as check_chat
+from proxy.chat.memory import ChatMemory
 from proxy.config import Settings
 from proxy.drain import SHUTTING_DOWN, SHUTTING_DOWN_CODE, Drain
 from proxy.errors import APIError
@@ -30,6 +31,9 @@ from proxy.relay import RelayResponse
 from proxy.responses.conversation import ResponsesConversation
 from proxy.responses.conversation import check_request as check_responses
 from proxy.responses.memory import ResponsesMemory
+from proxy.store import StoreUnavailable, open_store
+from proxy.store.scope import Scoped, namespace_of
+from proxy.store.use import kept, recalled
 from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream
@@ -64,35 +68,48 @@ def create_app(
     )
     engine = Engine(upstream, runner, settings.max_rounds)
 
-    memory = ResponsesMemory()
+    store = open_store(settings.store, settings.store_ttl, settings.store_max_bytes)
     drain = Drain(settings.drain_timeout)
     keepalive = settings.keepalive_interval
+
+    def scoped(request: Request) -> Scoped:
+        return Scoped(store, namespace_of(request.headers.items()))
 
     async def chat_completions(request: Request) -> Response:
         watch = Stopwatch()
         raw = await request.body()
-        conv = ChatConversation(check_chat(parse_json(raw)), registry)
+        body = check_chat(parse_json(raw))
+        memory = ChatMemory(scoped(request))
+        if await recalled(memory.recall(body)):
+            raw = orjson.dumps(body)
+        conv = ChatConversation(body, registry)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
-        return respond(conv, await engine.start(conv, *client_of(request), watch), keepalive)
+        exchange = await engine.start(conv, *client_of(request), watch)
+
+        async def remember() -> None:
+            record = conv.remembrance()
+            if record is not None:
+                await kept(memory.keep(record))
+
+        return await respond(conv, exchange, keepalive, remember)
 
     async def responses(request: Request) -> Response:
         watch = Stopwatch()
         raw = await request.body()
         body = check_responses(parse_json(raw))
-        if memory.recall(body):
+        memory = ResponsesMemory(scoped(request))
+        if await recalled(memory.recall(body)):
             raw = orjson.dumps(body)
         conv = ResponsesConversation(body, registry, settings.show_calls)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
         exchange = await engine.start(conv, *client_of(request), watch)
 
-        def remember() -> None:
-            memory.keep(conv.remembrance())
+        async def remember() -> None:
+            await kept(memory.keep(conv.remembrance()))
 
-        if not conv.streaming:
-            remember()
-        return respond(conv, exchange, keepalive, on_end=remember)
+        return await respond(conv, exchange, keepalive, remember)
 
     async def passthrough(request: Request) -> Response:
         return await relay(upstream, request)
@@ -106,6 +123,10 @@ def create_app(
     async def readiness(request: Request) -> Response:
         if drain.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
+        try:
+            await store.ping()
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "store_unavailable", "reason": str(exc)}, 503)
         return JSONResponse({"status": "ready"})
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -129,6 +150,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await upstream.aclose()
+        await store.aclose()
 
     middleware = [
         Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes)
@@ -151,16 +173,18 @@ def create_app(
     app.state.registry = registry
     app.state.upstream = upstream
     app.state.drain = drain
+    app.state.store = store
     return app
 
 
-def respond(
+async def respond(
     conv: Conversation,
     exchange: Exchange,
     keepalive: float,
-    on_end: Callable[[], None] | None = None,
+    on_end: Callable[[], Awaitable[None]],
 ) -> Response:
-    """The client's response: streamed as the rounds go, or the one merged JSON body.
+    """The client's response: streamed as the rounds go, or the one merged JSON body;
+    `on_end` runs once the whole of it is known.
 
     A stream gets an SSE comment when it was silent `keepalive` seconds (0: never), and,
     ended early by a shutdown, the API's own error event.
@@ -176,6 +200,7 @@ def respond(
         return RelayResponse(
             200, headers, exchange.rest, exchange.first, on_end, ending=ending, keepalive=keepalive
         )
+    await on_end()
     response = Response(exchange.first, media_type="application/json")
     own = {name for name, _ in response.raw_headers}
     response.raw_headers += [(name, value) for name, value in headers if name not in own]

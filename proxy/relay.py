@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -39,7 +39,7 @@ class RelayResponse(Response):
         raw_headers: list[tuple[bytes, bytes]],
         body: AsyncGenerator[bytes],
         first: bytes = b"",
-        on_end: Callable[[], None] | None = None,
+        on_end: Callable[[], Awaitable[None]] | None = None,  # before the last bytes go out
         *,
         ending: Callable[[], bytes] | None = None,
         keepalive: float = 0,
@@ -90,15 +90,21 @@ class RelayResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            if chunk:
+            if not more and self.on_end is not None:
+                await self.on_end()
+            if chunk or not more:
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
             if self.keepalive and more:  # after the first bytes: no delay to them
                 pinger = asyncio.create_task(keep_alive())
             async for chunk in self.body_iterator:
                 more = type(chunk) is not Last
+                if not more and self.on_end is not None:
+                    await self.on_end()
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
             if more:
                 more = False
+                if self.on_end is not None:
+                    await self.on_end()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             relay.uncancel()
@@ -117,8 +123,6 @@ class RelayResponse(Response):
             # to the client, the body waits at a part, its upstream response still open.
             with contextlib.suppress(asyncio.CancelledError):
                 await self.body_iterator.aclose()
-        if self.on_end is not None:
-            self.on_end()
 
     def _may_end_early(self) -> bool:
         """Whether the body can end before it is all relayed: not when its length was

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.chat.completion import ChatCompletionReader
+from proxy.chat.memory import mixed_round
 from proxy.chat.stream import ChatStream
 from proxy.loop.round import RoundOutcome
 from proxy.loop.tool_choice import relaxed
@@ -52,6 +53,8 @@ class ChatConversation:
             ]
         self.body = body
         self.history: list[dict[str, Any]] = []
+        self.outcome: RoundOutcome | None = None  # of the last round
+        self.hidden: dict[str, str] = {}  # a mixed round's server calls: id -> result
         self.streaming = bool(body.get("stream"))
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
@@ -75,7 +78,8 @@ class ChatConversation:
         return self.reader.feed(data)
 
     def end_round(self) -> RoundOutcome:
-        return self.reader.end_round()
+        self.outcome = self.reader.end_round()
+        return self.outcome
 
     def add_results(
         self, outcome: RoundOutcome, results: list[ToolResult], *, last: bool
@@ -96,9 +100,22 @@ class ChatConversation:
             self.body[key] = "none"
         elif self.body.get(key) is not None:
             self.body[key] = relaxed(self.body[key])
-        if not outcome.client_calls:  # a mixed round ends here: finish() still needs it
+        if outcome.client_calls:  # a mixed round ends here: finish() still needs it
+            self.hidden = {result.call.id: result.output for result in results}
+        else:
             self.reader.start_round()
         return []
+
+    def remembrance(self) -> dict[str, Any] | None:
+        """The last round, when it gave the client calls to answer (see `ChatMemory`): the
+        hidden calls of a mixed round, or none — so a follow-up the store does not know is
+        one whose state expired."""
+        outcome = self.outcome
+        if outcome is None or not outcome.client_calls or outcome.failed or outcome.error:
+            return None
+        if self.reader.message.legacy:
+            return None  # one call a message: no round is mixed
+        return mixed_round(self.reader.message.message(), self.hidden)
 
     def finish(self) -> list[bytes]:
         return self.reader.finish()

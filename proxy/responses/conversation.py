@@ -9,7 +9,7 @@ from proxy.loop.round import RoundOutcome
 from proxy.loop.tool_choice import relaxed
 from proxy.request_checks import RESPONSES_REQUEST, checked
 from proxy.responses.calls import function_call_output, is_server_call, unfold_mcp_items
-from proxy.responses.memory import Remembrance
+from proxy.responses.memory import Remembrance, anchor_of
 from proxy.responses.result import ResponseReader
 from proxy.responses.stream import ResponsesStream
 from proxy.tools.registry import Registry
@@ -127,8 +127,8 @@ class ResponsesConversation:
                     leading += hidden
                 else:
                     memo.after.setdefault(anchor, []).extend(hidden)
-            elif isinstance(item.get("id"), str):
-                anchor = item["id"]
+            elif (visible := anchor_of(item)) is not None:
+                anchor = visible
                 if leading:
                     memo.before[anchor], leading = leading, []
         return memo

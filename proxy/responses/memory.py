@@ -1,22 +1,23 @@
 """What the proxy remembers between Responses requests, so a client's next request continues a
-conversation whose server rounds it never saw. Kept in memory within a byte budget: the
-least recently used go first.
+conversation whose server rounds it never saw. Kept in the store (`TOOL_PROXY_STORE`), under
+the client's own namespace, so it survives a restart and spans replicas with Redis.
 
 - The client saw the first round's response id; the upstream's conversation goes on from the
   last round's. A later `previous_response_id` is translated — and outputs of server calls
   the upstream still waits for (a round that also asked the client for calls) are added.
 - A client that replays the output it saw (manual conversation state) would leave out the
   proxy's calls — and a reasoning item replayed without the call that followed it is rejected
-  upstream. The calls and their outputs are put back where they were.
+  upstream. The calls and their outputs are put back where they were, next to the item they
+  followed or preceded. That item is known by its `call_id` when it has one — the one field
+  every client keeps when it replays a call (the Vercel AI SDK drops `id`) — else by its `id`.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from proxy.store.scope import Scoped
 
 
 @dataclass
@@ -26,93 +27,90 @@ class Remembrance:
     client_id: str | None = None
     upstream_id: str | None = None
     unsent: list[dict[str, Any]] = field(default_factory=list)  # outputs still owed upstream
-    after: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # item id -> hidden
-    before: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # item id -> hidden
+    after: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # anchor -> hidden
+    before: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # anchor -> hidden
 
 
-class _Budget:
-    """A map bounded by the JSON size of its values: the least recently used go first (a
-    read counts as a use), and a value larger than the whole budget is not kept at all
-    rather than evicting everything else."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.used = 0
-        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-
-    def put(self, key: str, value: Any) -> None:
-        size = len(key) + len(orjson.dumps(value))
-        if key in self._items:
-            self.used -= self._items.pop(key)[1]
-        if size > self.max_bytes:
-            return
-        self._items[key] = (value, size)
-        self.used += size
-        while self.used > self.max_bytes:
-            self.used -= self._items.popitem(last=False)[1][1]
-
-    def get(self, key: Any) -> Any:
-        entry = self._items.get(key) if isinstance(key, str) else None
-        if entry is None:
-            return None
-        self._items.move_to_end(key)
-        return entry[0]
-
-    def __len__(self) -> int:
-        return len(self._items)
+def anchor_of(item: Any) -> str | None:
+    """How a visible item is known again when a client replays it: its `call_id`, else its
+    `id`. Outputs (`function_call_output`, …) share their call's `call_id`: never anchors."""
+    if not isinstance(item, dict) or str(item.get("type", "")).endswith("_output"):
+        return None
+    for key in ("call_id", "id"):
+        value = item.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 class ResponsesMemory:
-    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
-        self._chains = _Budget(max_bytes // 4)
-        self._after = _Budget(max_bytes // 2)
-        self._before = _Budget(max_bytes // 4)
+    """`Remembrance`s kept for one client, and recalled into its later requests."""
 
-    def keep(self, memo: Remembrance) -> None:
+    def __init__(self, scoped: Scoped) -> None:
+        self.scoped = scoped
+
+    async def keep(self, memo: Remembrance) -> None:
+        items: list[tuple[str, Any]] = []
         if (
             memo.client_id
             and memo.upstream_id
             and (memo.client_id != memo.upstream_id or memo.unsent)
         ):
-            self._chains.put(memo.client_id, (memo.upstream_id, memo.unsent))
-        for anchor, items in memo.after.items():
-            self._after.put(anchor, items)
-        for anchor, items in memo.before.items():
-            self._before.put(anchor, items)
+            items.append((f"resp:chain:{memo.client_id}", [memo.upstream_id, memo.unsent]))
+        items += [(f"resp:after:{anchor}", hidden) for anchor, hidden in memo.after.items()]
+        items += [(f"resp:before:{anchor}", hidden) for anchor, hidden in memo.before.items()]
+        await self.scoped.put(items)
 
-    def recall(self, body: dict[str, Any]) -> bool:
+    async def recall(self, body: dict[str, Any]) -> bool:
         """Rewrite a request in place with what is remembered; True if anything changed."""
-        changed = False
-        chain = self._chains.get(body.get("previous_response_id"))
+        previous = body.get("previous_response_id")
+        given = body.get("input")
+        anchors = _anchors(given) if isinstance(given, list) else []
+        keys = [f"resp:chain:{previous}"] if isinstance(previous, str) else []
+        keys += [f"resp:{side}:{anchor}" for side in ("before", "after") for anchor in anchors]
+        if not keys:
+            return False
+        values = iter(await self.scoped.get(keys))
+        chain = next(values) if isinstance(previous, str) else None
+        before = dict(zip(anchors, values, strict=False))
+        after = dict(zip(anchors, values, strict=False))
+        items = given
+        if isinstance(given, list) and (any(before.values()) or any(after.values())):
+            items = _restore(given, before, after)
         if chain is not None:
             upstream_id, unsent = chain
             body["previous_response_id"] = upstream_id
             if unsent:
-                given = body.get("input")
-                mine = [{"role": "user", "content": given}] if isinstance(given, str) else given
-                body["input"] = [*unsent, *(mine or [])]
-            changed = True
-        if isinstance(body.get("input"), list) and (len(self._after) or len(self._before)):
-            restored = self._restore(body["input"])
-            if len(restored) != len(body["input"]):
-                body["input"] = restored
-                changed = True
-        return changed
+                mine = [{"role": "user", "content": items}] if isinstance(items, str) else items
+                items = [*unsent, *(mine or [])]
+        if items is not given:
+            body["input"] = items
+        return chain is not None or items is not given
 
-    def _restore(self, items: list[Any]) -> list[Any]:
-        present = {i.get("call_id") for i in items if isinstance(i, dict)}
 
-        def missing(hidden: Any) -> bool:
-            return bool(hidden) and not any(h.get("call_id") in present for h in hidden)
+def _anchors(items: list[Any]) -> list[str]:
+    return list(dict.fromkeys(a for a in map(anchor_of, items) if a is not None))
 
-        restored: list[Any] = []
-        for item in items:
-            item_id = item.get("id") if isinstance(item, dict) else None
-            before = self._before.get(item_id)
-            if missing(before):
-                restored.extend(before)
+
+def _restore(items: list[Any], before: dict[str, Any], after: dict[str, Any]) -> list[Any]:
+    """`items` with the hidden calls put back around their anchors, each set once, and only
+    where the client did not replay them itself."""
+    present = {i.get("call_id") for i in items if isinstance(i, dict)}
+    used: set[str] = set()
+
+    def missing(hidden: Any) -> bool:
+        return bool(hidden) and not any(h.get("call_id") in present for h in hidden)
+
+    restored: list[Any] = []
+    for item in items:
+        anchor = anchor_of(item)
+        if anchor is None or anchor in used:
             restored.append(item)
-            after = self._after.get(item_id)
-            if missing(after):
-                restored.extend(after)
-        return restored
+            continue
+        used.add(anchor)
+        if missing(before.get(anchor)):
+            restored.extend(before[anchor])
+        restored.append(item)
+        if missing(after.get(anchor)):
+            restored.extend(after[anchor])
+    return restored if len(restored) != len(items) else items

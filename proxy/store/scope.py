@@ -1,0 +1,42 @@
+"""One client's view of the store: its entries live under a hash of its credentials, so what
+one client's request stored can be recalled only by requests carrying the same key — and the
+key itself is never stored."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from proxy.store.base import Store
+
+# The headers a client's credentials come in, in the order they are looked for.
+_CREDENTIALS = ("authorization", "api-key", "x-api-key")
+
+
+def namespace_of(headers: Iterable[tuple[str, str]]) -> str:
+    """A hash of the client's credentials (the same for every request carrying them)."""
+    found = {name.lower(): value for name, value in headers if name.lower() in _CREDENTIALS}
+    credential = next((found[name] for name in _CREDENTIALS if name in found), "")
+    return hashlib.sha256(credential.encode()).hexdigest()[:32]
+
+
+class Scoped:
+    """JSON values under `kind:id` keys, in one client's namespace."""
+
+    def __init__(self, store: Store, namespace: str) -> None:
+        self.store = store
+        self.prefix = namespace + ":"
+
+    async def get(self, keys: Sequence[str]) -> list[Any]:
+        """The values of `keys`, in order; None where nothing (or nothing alive) is kept."""
+        if not keys:
+            return []
+        raw = await self.store.get_many([self.prefix + key for key in keys])
+        return [None if value is None else orjson.loads(value) for value in raw]
+
+    async def put(self, items: Sequence[tuple[str, Any]]) -> None:
+        if items:
+            await self.store.put_many([(self.prefix + k, orjson.dumps(v)) for k, v in items])
