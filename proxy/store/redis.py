@@ -30,11 +30,13 @@ class RedisStore:
             url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
         options = self._redis.connection_pool.connection_kwargs
-        # Where it is, for messages: never the URL itself, which may hold a password.
-        self.where = options.get("path") or f"{options['host']}:{options['port']}"
+        # Where it is, for messages (redis-py's defaults when the URL names no host or port):
+        # never the URL itself, which may hold a password.
+        where = f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
+        self.where: str = options.get("path", where)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not keys:
+        if not keys:  # redis-py would still send an MGET: a request with no ids needs no Redis
             return []
         try:
             values = await self._redis.mget([PREFIX + key for key in keys])
@@ -43,9 +45,7 @@ class RedisStore:
         return cast("list[bytes | None]", values)  # bytes: responses are not decoded
 
     async def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        if not items:
-            return
-        pipe = self._redis.pipeline()  # MULTI/EXEC: all of them kept, or none
+        pipe = self._redis.pipeline()  # MULTI/EXEC: all of them kept, or none (none sent if empty)
         for key, value in items:
             pipe.set(PREFIX + key, value, px=self._ttl_ms)
         try:
