@@ -1,24 +1,28 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import httpx2
 import openai
 import pytest
-import respx
 from starlette.applications import Starlette
 
 from proxy import tool
 from proxy.app import create_app
 from proxy.config import Settings
 from proxy.tools.registry import Registry
+from tests.servers import Loopback, loopback
 from tests.upstream import Reply, ScriptedUpstream
 
 pytest_plugins = ["tests.redis_server"]  # the fixtures redis_server, redis_url
 
-UPSTREAM = "http://upstream.test/v1"
+# A port bound for the session and never listening: connecting to it is refused at once.
+_CLOSED = socket.socket()
+_CLOSED.bind(("127.0.0.1", 0))
+REFUSED = f"http://127.0.0.1:{_CLOSED.getsockname()[1]}/v1"
+_serving: list[Loopback] = []  # the running test's loopback upstream, when it has one
 
 
 @tool
@@ -43,26 +47,32 @@ SERVER_TOOLS = Registry.of(weather, get_weather_args, get_stock_price, plugin="t
 
 
 def mocked_app(registry: Registry = SERVER_TOOLS, **settings: Any) -> Starlette:
-    """The proxy app in process, its upstream reached through httpx's own transport — the
-    one respx intercepts. (The live tests run the production transport for real.)"""
-    return create_app(Settings(upstream=UPSTREAM, **settings), registry, httpx.AsyncHTTPTransport())
+    """The proxy app in process, with its production transport; its upstream the test's
+    loopback one (`upstream`), or else a port that refuses."""
+    upstream = _serving[-1].url if _serving else REFUSED
+    return create_app(Settings(**{"upstream": upstream, **settings}), registry)
 
 
 @pytest.fixture
-def upstream() -> Callable[..., ScriptedUpstream]:
-    """Script the upstream: `upstream(Reply(...), ...)` mounts it under respx."""
-    router = respx.mock(assert_all_mocked=True, assert_all_called=False)
-    router.start()
-    scripted: list[ScriptedUpstream] = []
+async def served_upstream() -> AsyncIterator[Loopback]:
+    """The upstream of every app the test makes, on 127.0.0.1 in the test's event loop."""
+    async with loopback() as served:
+        _serving.append(served)
+        try:
+            yield served
+        finally:
+            _serving.remove(served)
+
+
+@pytest.fixture
+def upstream(served_upstream: Loopback) -> Callable[..., ScriptedUpstream]:
+    """Script the upstream: `upstream(Reply(...), ...)` is what it answers from then on."""
 
     def make(*replies: Reply) -> ScriptedUpstream:
-        script = ScriptedUpstream(*replies)
-        router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        scripted.append(script)
-        return script
+        served_upstream.script = ScriptedUpstream(*replies)
+        return served_upstream.script
 
-    yield make
-    router.stop()
+    return make
 
 
 def openai_client(app: Any) -> openai.AsyncOpenAI:
@@ -82,10 +92,11 @@ def raw_client(registry: Registry = SERVER_TOOLS, **settings: Any) -> httpx2.Asy
 
 
 @pytest.fixture
-def make_client() -> Callable[..., openai.AsyncOpenAI]:
+def make_client(served_upstream: Loopback) -> Callable[..., openai.AsyncOpenAI]:
     """An `openai.AsyncOpenAI` client talking to the proxy app in process."""
 
     def make(registry: Registry = SERVER_TOOLS, **settings: Any) -> openai.AsyncOpenAI:
+        settings = {"upstream": served_upstream.url, **settings}
         return openai_client(mocked_app(registry, **settings))
 
     return make

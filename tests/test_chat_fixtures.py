@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.tools.registry import Registry
-from tests.conftest import SERVER_TOOLS, UPSTREAM, mocked_app, openai_client
+from tests.conftest import SERVER_TOOLS, mocked_app, openai_client
+from tests.servers import loopback
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear, text_stream
 
 TOOL_FIXTURES = [
@@ -75,9 +75,8 @@ async def chat(
 ) -> tuple[list[Any], ScriptedUpstream]:
     """Stream one completion through the proxy; return the chunks and the upstream's record."""
     script = ScriptedUpstream(*replies)
-    with respx.mock(assert_all_called=False) as router:
-        router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        app = mocked_app(registry)
+    async with loopback(script) as served:
+        app = mocked_app(registry, upstream=served.url)
         async with openai_client(app) as client:
             stream = await client.chat.completions.create(
                 model="m",

@@ -2,66 +2,53 @@
 
 from __future__ import annotations
 
-import httpx
+import gzip
+
 import httpx2
 import openai
-import respx
 
-from tests.conftest import UPSTREAM, mocked_app, raw_client
+from tests.conftest import mocked_app, raw_client
 from tests.test_admission import Recorder, exchange, proxy_of
+from tests.upstream import Reply
 
 
-async def test_headers_and_bytes_come_back_exactly():
+async def test_headers_and_bytes_come_back_exactly(upstream):
     name = "报告.jsonl".encode()
     body = b"\x00\x01binary\xff"
-    with respx.mock() as router:
-        router.get(f"{UPSTREAM}/files/f1/content").mock(
-            return_value=httpx.Response(
-                200,
-                headers=[
-                    (b"content-disposition", b'attachment; filename="' + name + b'"'),
-                    (b"x-weird", b"caf\xe9"),
-                    (b"content-type", b"application/octet-stream"),
-                ],
-                content=body,
-            )
-        )
-        async with raw_client() as http:
-            response = await http.get("/v1/files/f1/content")
+    headers = {
+        "content-disposition": 'attachment; filename="' + name.decode("latin-1") + '"',
+        "x-weird": "caf\xe9",
+    }
+    up = upstream(Reply(body, content_type="application/octet-stream", headers=headers))
+    async with raw_client() as http:
+        response = await http.get("/v1/files/f1/content")
+    assert up.paths == ["GET /v1/files/f1/content?"]
     assert response.content == body
     raw = dict(response.headers.raw)
     assert raw[b"content-disposition"] == b'attachment; filename="' + name + b'"'
     assert raw[b"x-weird"] == b"caf\xe9"
 
 
-async def test_compressed_bodies_pass_untouched():
-    import gzip
-
+async def test_compressed_bodies_pass_untouched(upstream):
     packed = gzip.compress(b'{"data": []}')
-    with respx.mock() as router:
-        route = router.get(f"{UPSTREAM}/models").mock(
-            return_value=httpx.Response(
-                200,
-                headers={"content-encoding": "gzip", "content-type": "application/json"},
-                content=packed,
-            )
-        )
-        async with (
-            raw_client() as http,
-            http.stream("GET", "/v1/models", headers={"accept-encoding": "gzip"}) as response,
-        ):
-            raw = b"".join([part async for part in response.aiter_raw()])
+    up = upstream(
+        Reply(packed, content_type="application/json", headers={"content-encoding": "gzip"})
+    )
+    async with (
+        raw_client() as http,
+        http.stream("GET", "/v1/models", headers={"accept-encoding": "gzip"}) as response,
+    ):
+        raw = b"".join([part async for part in response.aiter_raw()])
     assert raw == packed
-    assert route.calls[0].request.headers["accept-encoding"] == "gzip"
+    assert up.headers[0]["accept-encoding"] == "gzip"
 
 
-async def test_error_statuses_and_methods_pass_through():
-    with respx.mock() as router:
-        router.delete(f"{UPSTREAM}/files/nope").mock(
-            return_value=httpx.Response(404, json={"error": {"message": "No such File"}})
-        )
-        async with raw_client() as http:
-            response = await http.delete("/v1/files/nope")
+async def test_error_statuses_and_methods_pass_through(upstream):
+    error = b'{"error": {"message": "No such File"}}'
+    up = upstream(Reply(error, status=404, content_type="application/json"))
+    async with raw_client() as http:
+        response = await http.delete("/v1/files/nope")
+    assert up.paths == ["DELETE /v1/files/nope?"]
     assert response.status_code == 404
     assert response.json() == {"error": {"message": "No such File"}}
 

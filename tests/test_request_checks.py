@@ -14,11 +14,9 @@ from collections.abc import AsyncIterator, Iterator
 from copy import deepcopy
 from typing import Any, get_type_hints
 
-import httpx
 import httpx2
 import pytest
 import pytest_asyncio
-import respx
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from openai.types.responses.response_create_params import ResponseCreateParamsBase
 
@@ -26,10 +24,10 @@ from proxy.app import create_app
 from proxy.config import Settings
 from proxy.responses.calls import SERVER_LABEL
 from tests.chunks import calls_round, completion, text_round
-from tests.conftest import SERVER_TOOLS, UPSTREAM, raw_client
+from tests.conftest import SERVER_TOOLS, raw_client
 from tests.events import body_round, call_events, message_events, stream_round
-from tests.servers import serve
-from tests.upstream import Reply, sse_frames
+from tests.servers import loopback, serve
+from tests.upstream import Reply, ScriptedUpstream, sse_frames
 
 HOLE = "<the value under test>"
 
@@ -212,24 +210,24 @@ def upstream_reply(body: dict[str, Any]) -> Reply:
     return body_round("resp_1", call_events(0, "call_1", "weather", "{}")[1])
 
 
+class Answering(ScriptedUpstream):
+    """An upstream answering each request by what it carries (`upstream_reply`)."""
+
+    def next_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
+        self.requests.append(json.loads(body))
+        return upstream_reply(self.requests[-1])
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def proxy() -> AsyncIterator[tuple[httpx2.AsyncClient, list[dict[str, Any]]]]:
     """The app, its upstream, and the requests the upstream got. The Responses memory holds
     a conversation, so that every request is looked up in it too."""
-    seen: list[dict[str, Any]] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(json.loads(request.content))
-        reply = upstream_reply(seen[-1])
-        return httpx.Response(200, headers={"content-type": reply.content_type}, content=reply.body)
-
-    with respx.mock(assert_all_called=False) as router:
-        router.route(url__startswith=UPSTREAM).mock(side_effect=answer)
-        async with raw_client() as http:
-            for api, stream in [("responses", False), ("responses", True)]:
-                response = await http.post(PATHS[api], json=request(api, "model", "m", stream))
-                assert_answered(api, response)
-            yield http, seen
+    script = Answering()
+    async with loopback(script) as served, raw_client(upstream=served.url) as http:
+        for api, stream in [("responses", False), ("responses", True)]:
+            response = await http.post(PATHS[api], json=request(api, "model", "m", stream))
+            assert_answered(api, response)
+        yield http, script.requests
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ from typing import Any
 
 import openai
 import pytest
-import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import tool
 from proxy.tools.registry import Registry
-from tests.conftest import SERVER_TOOLS, UPSTREAM, mocked_app, openai_client
+from tests.conftest import SERVER_TOOLS, mocked_app, openai_client
 from tests.events import message_events, response, stream_round, usage
+from tests.servers import loopback
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear
 
 FIXTURE_NAMES = sorted(f"responses/{p.name}" for p in (FIXTURES / "responses").glob("*.sse"))
@@ -69,9 +69,8 @@ async def run(
     events: list[Any] = []
     final = None
     error: Exception | None = None
-    with respx.mock(assert_all_called=False) as router:
-        router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        app = mocked_app(REGISTRY, show_calls=show_calls)
+    async with loopback(script) as served:
+        app = mocked_app(REGISTRY, show_calls=show_calls, upstream=served.url)
         async with openai_client(app) as client:
             try:
                 async with client.responses.stream(
@@ -257,11 +256,12 @@ async def non_streamed_round(name: str, pieces: list[bytes], client_owns: bool) 
         Reply(pieces, content_type="application/json"),
         Reply(json.dumps(second).encode(), content_type="application/json"),
     )
-    with respx.mock(assert_all_called=False) as router:
-        router.route(url__startswith=UPSTREAM).mock(side_effect=script.respx_handler)
-        async with openai_client(mocked_app(REGISTRY)) as client:
-            tools = client_tools(name) if client_owns else []
-            result = await client.responses.create(model="m", input="weather?", tools=tools)
+    async with (
+        loopback(script) as served,
+        openai_client(mocked_app(REGISTRY, upstream=served.url)) as client,
+    ):
+        tools = client_tools(name) if client_owns else []
+        result = await client.responses.create(model="m", input="weather?", tools=tools)
     assert result.id == first["id"]
     calls = recorded_calls(name)
     if client_owns or not calls:

@@ -1,17 +1,16 @@
 """A scripted upstream for tests: replays recorded bodies (whole or torn) and records requests.
 
-Mounted in process through respx, or served for real on loopback by `tests/servers.py`.
+Served for real on loopback by `tests/servers.py`: in the test's event loop for the app in
+process (`loopback`), or under uvicorn in a thread (`upstream_app`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -31,7 +30,8 @@ def tear(data: bytes, cuts: Iterable[int]) -> list[bytes]:
 class Reply:
     """One scripted upstream response."""
 
-    body: bytes | list[bytes]  # a list: one network read each (in process, an exception too)
+    body: bytes | list[bytes]  # a list: one network read each (`loopback`: an exception
+    # among them resets the connection there)
     status: int = 200
     content_type: str = "text/event-stream"
     headers: dict[str, str] = field(default_factory=dict)
@@ -73,6 +73,7 @@ class ScriptedUpstream:
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.urls: list[str] = []
+        self.raw_headers: list[list[tuple[bytes, bytes]]] = []  # as sent (`loopback`)
         self.stalled = 0  # replies whose gate was never opened (tests/servers.py)
 
     def next_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
@@ -84,23 +85,3 @@ class ScriptedUpstream:
         if not self.replies:
             raise AssertionError("the upstream got more requests than scripted")
         return self.replies.pop(0)
-
-    def respx_handler(self, request: httpx.Request) -> httpx.Response:
-        self.urls.append(str(request.url))
-        reply = self.next_reply(request.content, dict(request.headers))
-        return httpx.Response(
-            reply.status,
-            headers={"content-type": reply.content_type, **reply.headers},
-            stream=_Pieces(reply.pieces),
-        )
-
-
-class _Pieces(httpx.AsyncByteStream):
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            if isinstance(piece, Exception):  # in process only: the connection fails here
-                raise piece
-            yield piece
