@@ -31,17 +31,18 @@ def response(
     }
 
 
+def frame(event: dict[str, Any]) -> bytes:
+    """One event as real upstreams write it: an `event:` line, then compact JSON."""
+    data = json.dumps(event, separators=(",", ":"))
+    return f"event: {event['type']}\ndata: {data}\n\n".encode()
+
+
 def events_body(*events: dict[str, Any], numbered: bool = True) -> bytes:
     """SSE frames with `event:` lines and sequence numbers from 0 — or, not `numbered`, as
     llama.cpp sends them: no `sequence_number` and no `output_index` anywhere."""
-    frames = []
-    for seq, event in enumerate(events):
-        if numbered:
-            event = {**event, "sequence_number": seq}
-        else:
-            event = {k: v for k, v in event.items() if k != "output_index"}
-        frames.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
-    return "".join(frames).encode()
+    if numbered:
+        return b"".join(frame({**event, "sequence_number": n}) for n, event in enumerate(events))
+    return b"".join(frame({k: v for k, v in e.items() if k != "output_index"}) for e in events)
 
 
 def usage(inp: int, out: int) -> dict[str, Any]:

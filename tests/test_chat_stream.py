@@ -3,21 +3,17 @@ event-by-event path: the same bytes out, the same round outcome, whatever the re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.chat.stream import ChatStream
 from tests.conftest import SERVER_TOOLS
+from tests.tearing import FRAMINGS, Reads, by_byte, by_frame, framed, torn
 from tests.test_chat_fixtures import TEXT_FIXTURES, TOOL_FIXTURES
 from tests.upstream import fixture, text_stream
-
-Reads = Callable[[bytes], list[bytes]]
-
-
-def by_frame(body: bytes) -> list[bytes]:
-    return [frame + b"\n\n" for frame in body.split(b"\n\n") if frame]
 
 
 def by_two_frames(body: bytes) -> list[bytes]:
@@ -37,14 +33,10 @@ def torn_bursts(body: bytes) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)]
 
 
-def by_byte(body: bytes) -> list[bytes]:
-    return [body[i : i + 1] for i in range(len(body))]
-
-
-def relay(rounds: list[bytes], reads: Reads) -> tuple[bytes, list[Any], int]:
-    """Feed every round as `reads` cuts it; the client's bytes, each round's outcome (calls
-    and the assistant message kept for the next request), and how many reads went out as
-    they came."""
+def relay(rounds: list[bytes], reads: Reads | list[list[bytes]]) -> tuple[bytes, list[Any], int]:
+    """Feed every round as `reads` cuts it (or as given); the client's bytes, each round's
+    outcome (calls and the assistant message kept for the next request), and how many reads
+    went out as they came."""
     stream = ChatStream(frozenset(SERVER_TOOLS), include_usage=True)
     out: list[bytes] = []
     outcomes: list[Any] = []
@@ -52,7 +44,7 @@ def relay(rounds: list[bytes], reads: Reads) -> tuple[bytes, list[Any], int]:
     for i, body in enumerate(rounds):
         if i:
             stream.start_round()
-        for piece in reads(body):
+        for piece in reads(body) if callable(reads) else reads[i]:
             sent = stream.feed(piece)
             untouched += sent is piece
             out.append(sent)
@@ -64,6 +56,14 @@ def relay(rounds: list[bytes], reads: Reads) -> tuple[bytes, list[Any], int]:
     return b"".join(out), outcomes, untouched
 
 
+def rounds_of(name: str) -> list[bytes]:
+    """The fixture; after one with calls, a text round."""
+    rounds = [fixture(name)]
+    if name in TOOL_FIXTURES:
+        rounds.append(text_stream("It is sunny in Paris today.", "chatcmpl-second"))
+    return rounds
+
+
 @pytest.mark.parametrize("name", TOOL_FIXTURES + TEXT_FIXTURES)
 @pytest.mark.parametrize(
     "reads",
@@ -71,13 +71,24 @@ def relay(rounds: list[bytes], reads: Reads) -> tuple[bytes, list[Any], int]:
     ids=["frames", "pairs", "burst", "torn-bursts"],
 )
 def test_fast_path_matches_event_by_event(name: str, reads: Reads) -> None:
-    rounds = [fixture(name)]
-    if name in TOOL_FIXTURES:
-        rounds.append(text_stream("It is sunny in Paris today.", "chatcmpl-second"))
+    rounds = rounds_of(name)
     expected = relay(rounds, by_byte)
     got = relay(rounds, reads)
     assert got[:2] == expected[:2]
     assert expected[2] == 0  # torn reads never take the fast path
+
+
+@settings(max_examples=25, deadline=None)
+@pytest.mark.parametrize("inside_frame_ends", [False, True], ids=["anywhere", "frame-ends"])
+@pytest.mark.parametrize("framing", FRAMINGS)
+@given(name=st.sampled_from(TOOL_FIXTURES + TEXT_FIXTURES), data=st.data())
+def test_every_round_torn_in_any_framing_gives_the_same_stream(
+    framing: str, inside_frame_ends: bool, name: str, data: st.DataObject
+) -> None:
+    """Every round torn, at least once, in the same framing: the bytes whole LF frames give."""
+    rounds = rounds_of(name)
+    pieces = [data.draw(torn(framed(body, framing), inside_frame_ends)) for body in rounds]
+    assert relay(rounds, pieces)[:2] == relay(rounds, by_frame)[:2]
 
 
 def test_plain_reads_go_out_as_they_came() -> None:

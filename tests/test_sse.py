@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.sse import Event, SSEDecoder, encode
-from tests.upstream import FIXTURES, tear
+from tests.reference_sse import read_events
+from tests.tearing import FRAMINGS, framed, torn
+from tests.upstream import FIXTURES
 
 
 def decode_all(pieces: list[bytes]) -> list[Event]:
@@ -76,29 +80,78 @@ def test_a_comment_is_no_torn_frame():
 
 
 ALL_FIXTURES = sorted(FIXTURES.glob("*/*.sse"))
+BODIES = st.sampled_from(ALL_FIXTURES).map(Path.read_bytes)
 
 
-@given(
-    index=st.integers(0, len(ALL_FIXTURES) - 1),
-    cuts=st.lists(st.integers(1, 100_000), max_size=40),
-    crlf=st.booleans(),
-)
-def test_any_tearing_gives_the_same_events(index, cuts, crlf):
-    data = ALL_FIXTURES[index].read_bytes()
-    if crlf:
-        data = data.replace(b"\n", b"\r\n")
-    whole = decode_all([data])
-    assert whole
-    assert decode_all(tear(data, [c % len(data) for c in cuts])) == whole
-
-
-@given(index=st.integers(0, len(ALL_FIXTURES) - 1), end=st.integers(1, 100_000))
-def test_a_body_cut_anywhere_gives_only_whole_events(index, end):
-    data = ALL_FIXTURES[index].read_bytes()
-    cut = data[: end % len(data)]
+@settings(max_examples=60)
+@pytest.mark.parametrize("inside_frame_ends", [False, True], ids=["anywhere", "frame-ends"])
+@pytest.mark.parametrize("framing", FRAMINGS)
+@given(body=BODIES, data=st.data())
+def test_any_tearing_gives_the_events_of_the_whole_body(framing, inside_frame_ends, body, data):
+    body = framed(body, framing)
+    events, torn_off = read_events(body)
+    assert events and not torn_off
     decoder = SSEDecoder()
-    events = decoder.feed(cut) + decoder.close()
-    frames = cut.count(b"\n\n")
-    assert events == decode_all([data])[: len(events)]
-    assert len(events) in (frames, frames + 1)
-    assert decoder.torn == (len(events) == frames and bool(cut.rpartition(b"\n\n")[2]))
+    pieces = data.draw(torn(body, inside_frame_ends))
+    assert [e for piece in pieces for e in decoder.feed(piece)] + decoder.close() == events
+    assert not decoder.torn
+
+
+LINES = st.sampled_from(
+    [
+        b": keep-alive",
+        b":",
+        b"event: response.created",
+        b"event:x",
+        b"id: 7",
+        b"retry: 10",
+        b"data",
+        b"data:",
+        b"data: {}",
+        b'data:{"a": 1}',
+        b"data:  two spaces",
+        b"data: [DONE]",
+        b"data: [1,",
+        b"other: field",
+    ]
+)
+LINE_ENDS = st.sampled_from(list(FRAMINGS.values()))
+
+
+@settings(max_examples=300)
+@given(
+    frames=st.lists(st.lists(st.tuples(LINES, LINE_ENDS), max_size=4), max_size=6),
+    blank_line_ends=st.lists(LINE_ENDS, min_size=6, max_size=6),
+    last=st.lists(st.tuples(LINES, LINE_ENDS), max_size=2),
+    data=st.data(),
+)
+def test_any_stream_torn_anywhere_reads_as_the_reference_reads_it(
+    frames, blank_line_ends, last, data
+):
+    """Streams the recordings do not show: comments, `event:`, `id:` and `retry:` lines,
+    multi-line data, `data` with no colon or two spaces, line ends mixed within a stream, a
+    last frame with or without its blank line, whole or not."""
+    body = b"".join(
+        b"".join(line + end for line, end in frame) + blank
+        for frame, blank in zip(frames, blank_line_ends, strict=False)
+    ) + b"".join(line + end for line, end in last)
+    if len(body) > 1 and data.draw(st.booleans()):
+        body = body[: data.draw(st.integers(1, len(body) - 1))]  # and cut short anywhere
+    events, torn_off = read_events(body)
+    decoder = SSEDecoder()
+    pieces = data.draw(torn(body, False)) if len(body) > 1 else [body]
+    assert [e for piece in pieces for e in decoder.feed(piece)] + decoder.close() == events
+    assert decoder.torn == torn_off
+
+
+@settings(max_examples=60)
+@pytest.mark.parametrize("framing", FRAMINGS)
+@given(body=BODIES, data=st.data())
+def test_a_body_cut_anywhere_gives_only_whole_events(framing, body, data):
+    body = framed(body, framing)
+    cut = body[: data.draw(st.integers(1, len(body) - 1))]
+    events, torn_off = read_events(cut)
+    decoder = SSEDecoder()
+    assert decoder.feed(cut) + decoder.close() == events
+    assert decoder.torn == torn_off
+    assert events == read_events(body)[0][: len(events)]
