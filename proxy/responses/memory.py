@@ -93,10 +93,9 @@ def _anchors(items: list[Any]) -> list[str]:
 
 
 def _restore(items: list[Any], before: dict[str, Any], after: dict[str, Any]) -> list[Any]:
-    """`items` with the hidden calls put back around their anchors, each set once, and only
-    where the client did not replay them itself."""
+    """`items` with the hidden calls put back around their anchors, where the client did not
+    replay them itself."""
     present = {i.get("call_id") for i in items if isinstance(i, dict)}
-    used: set[str] = set()
 
     def missing(hidden: Any) -> bool:
         return bool(hidden) and not any(h.get("call_id") in present for h in hidden)
@@ -104,10 +103,9 @@ def _restore(items: list[Any], before: dict[str, Any], after: dict[str, Any]) ->
     restored: list[Any] = []
     for item in items:
         anchor = anchor_of(item)
-        if anchor is None or anchor in used:
+        if anchor is None:
             restored.append(item)
             continue
-        used.add(anchor)
         if missing(before.get(anchor)):
             restored.extend(before[anchor])
         restored.append(item)
