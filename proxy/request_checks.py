@@ -48,7 +48,10 @@ OBJECT = obj()
 _TOOL_CHOICE = Field(frozenset({"string", "object"}), {"type": STRING, "allowed_tools": OBJECT})
 
 CHAT_REQUEST = obj(
-    messages=required(array(OBJECT)),
+    # Read by the mixed-round memory (`proxy.chat.memory`): roles, call ids, answered ids.
+    messages=required(
+        array(obj(role=STRING, tool_call_id=STRING, tool_calls=array(obj(id=STRING))))
+    ),
     tools=array(obj(function=obj(name=STRING), name=STRING)),
     functions=array(obj(name=STRING)),
     tool_choice=_TOOL_CHOICE,

@@ -63,6 +63,16 @@ MCP_CALL = {
 # What the proxy reads, and the JSON types OpenAI allows there (an optional field may also be
 # null): param -> (types, type of an array's entries, the request around the value).
 Read = tuple[str, str | None, dict[str, Any] | None]
+
+
+def TOOL_ANSWER(call_id: Any) -> dict[str, Any]:  # a template, like HOLE
+    return {"role": "tool", "tool_call_id": call_id, "content": "x"}
+
+
+def ASKED(calls: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": None, "tool_calls": calls}
+
+
 CHAT_READS: dict[str, Read] = {
     "messages": ("array", "object", None),
     "tools": ("array", "object", None),
@@ -80,6 +90,15 @@ CHAT_READS: dict[str, Read] = {
     "tool_choice.type": ("string", None, {"tool_choice": {"type": HOLE}}),
     "tool_choice.allowed_tools": ("object", None, {"tool_choice": {"allowed_tools": HOLE}}),
     "function_call.type": ("string", None, {"function_call": {"type": HOLE}}),
+    # The mixed-round memory reads roles and call ids (`proxy.chat.memory`).
+    "messages[0].role": ("string", None, {"messages": [{"role": HOLE, "content": "x"}]}),
+    "messages[0].tool_call_id": ("string", None, {"messages": [TOOL_ANSWER(HOLE)]}),
+    "messages[0].tool_calls": ("array", "object", {"messages": [ASKED(HOLE), TOOL_ANSWER("c")]}),
+    "messages[0].tool_calls[0].id": (
+        "string",
+        None,
+        {"messages": [ASKED([{"id": HOLE, "type": "function"}]), TOOL_ANSWER("c")]},
+    ),
 }
 
 
