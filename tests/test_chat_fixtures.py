@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.tools.registry import Registry
 from tests.conftest import SERVER_TOOLS, mocked_app, openai_client
 from tests.servers import loopback
-from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear, text_stream
+from tests.tearing import FRAMINGS, framed, torn
+from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, text_stream
 
 TOOL_FIXTURES = [
     "chat/openai-gpt4o-tool-call.sse",
@@ -106,15 +107,14 @@ def client_tools_named(names: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    return tear(data, [c % len(data) for c in cuts])
+SECOND = text_stream("It is sunny", "chatcmpl-second")
 
 
-async def server_tool_round(name: str, pieces: list[bytes]) -> None:
+async def server_tool_round(name: str, first: list[bytes], second: list[bytes]) -> None:
+    """The fixture's round, its calls run by the proxy, then a text round."""
     rec = read_fixture(name)
     chunks, script = await chat(
-        [Reply(pieces), Reply(text_stream("It is sunny", "chatcmpl-second"))],
-        stream_options={"include_usage": True},
+        [Reply(first), Reply(second)], stream_options={"include_usage": True}
     )
     choice_chunks = [c for c in chunks if c.choices]
     assert not any(c.choices[0].delta.tool_calls for c in choice_chunks)
@@ -168,7 +168,7 @@ async def client_tool_round(name: str, pieces: list[bytes]) -> None:
 
 @pytest.mark.parametrize("name", TOOL_FIXTURES)
 async def test_server_tool_calls_are_hidden_and_run(name):
-    await server_tool_round(name, [fixture(name)])
+    await server_tool_round(name, [fixture(name)], [SECOND])
 
 
 @pytest.mark.parametrize("name", TOOL_FIXTURES)
@@ -185,25 +185,43 @@ async def test_text_streams_pass_through(name):
     check_one_completion([c for c in chunks if c.id], rec.first_id, "stop")
 
 
-TORN = settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-cuts = st.lists(st.integers(1, 1_000_000), max_size=30)
+TORN = settings(max_examples=5, deadline=None)
+CUTS = pytest.mark.parametrize("inside_frame_ends", [False, True], ids=["anywhere", "frame-ends"])
+FRAMED = pytest.mark.parametrize("framing", FRAMINGS)
+
+
+def torn_body(
+    data: st.DataObject, body: bytes, framing: str, inside_frame_ends: bool
+) -> list[bytes]:
+    return data.draw(torn(framed(body, framing), inside_frame_ends))
 
 
 @TORN
-@given(index=st.integers(0, len(TOOL_FIXTURES) - 1), cuts=cuts, client_owns=st.booleans())
-def test_torn_tool_streams(index, cuts, client_owns):
-    name = TOOL_FIXTURES[index]
-    pieces = split(fixture(name), cuts)
-    check = client_tool_round if client_owns else server_tool_round
-    asyncio.run(check(name, pieces))
+@CUTS
+@FRAMED
+@given(name=st.sampled_from(TOOL_FIXTURES), data=st.data())
+def test_torn_server_tool_streams(framing, inside_frame_ends, name, data):
+    """Both rounds torn, at least once each, in the same framing."""
+    first = torn_body(data, fixture(name), framing, inside_frame_ends)
+    second = torn_body(data, SECOND, framing, inside_frame_ends)
+    asyncio.run(server_tool_round(name, first, second))
 
 
 @TORN
-@given(index=st.integers(0, len(TEXT_FIXTURES) - 1), cuts=cuts)
-def test_torn_text_streams(index, cuts):
-    name = TEXT_FIXTURES[index]
-    chunks, _ = asyncio.run(chat([Reply(split(fixture(name), cuts))]))
+@CUTS
+@FRAMED
+@given(name=st.sampled_from(TOOL_FIXTURES), data=st.data())
+def test_torn_client_tool_streams(framing, inside_frame_ends, name, data):
+    pieces = torn_body(data, fixture(name), framing, inside_frame_ends)
+    asyncio.run(client_tool_round(name, pieces))
+
+
+@TORN
+@CUTS
+@FRAMED
+@given(name=st.sampled_from(TEXT_FIXTURES), data=st.data())
+def test_torn_text_streams(framing, inside_frame_ends, name, data):
+    pieces = torn_body(data, fixture(name), framing, inside_frame_ends)
+    chunks, _ = asyncio.run(chat([Reply(pieces)]))
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content == read_fixture(name).content

@@ -17,7 +17,8 @@ from proxy.tools.registry import Registry
 from tests.conftest import SERVER_TOOLS, mocked_app, openai_client
 from tests.events import message_events, response, stream_round, usage
 from tests.servers import loopback
-from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, tear
+from tests.tearing import FRAMINGS, by_frame, framed, torn
+from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture
 
 FIXTURE_NAMES = sorted(f"responses/{p.name}" for p in (FIXTURES / "responses").glob("*.sse"))
 
@@ -99,8 +100,12 @@ def check_one_response(events: list[Any]) -> None:
     ]
     assert len(terminals) == 1 and kinds[-1] == terminals[0]
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    added = [e.output_index for e in events if e.type == "response.output_item.added"]
-    assert added == list(range(len(added)))
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert [e.output_index for e in added] == list(range(len(added)))
+    index_of = {e.item.id: e.output_index for e in added}
+    for event in events:  # every event about an item carries the index it was added at
+        if getattr(event, "item_id", None) is not None:
+            assert event.output_index == index_of[event.item_id], event
     ids = {e.response.id for e in events if hasattr(e, "response")}
     assert len(ids) == 1
 
@@ -123,16 +128,18 @@ CALL_FIXTURES = [
 ANSWER = message_events(0, "Sunny in San Francisco", "msg_2")
 
 
-def follow_up(name: str) -> Reply:
+def follow_up(name: str) -> bytes:
     """The next round's text answer, numbered as the fixture's upstream numbers its events
     (llama.cpp: not at all)."""
-    return stream_round("resp_second", ANSWER, numbered=b'"sequence_number"' in fixture(name))
+    numbered = b'"sequence_number"' in fixture(name)
+    return stream_round("resp_second", ANSWER, numbered=numbered).pieces[0]
 
 
-async def server_call_round(name: str, pieces: list[bytes]) -> None:
+async def server_call_round(name: str, first: list[bytes], second: list[bytes]) -> None:
+    """The fixture's round, its call run by the proxy, then a text round."""
     upstream = upstream_events(name)
     first_id = upstream[0]["response"]["id"]
-    events, final, script, error = await run([Reply(pieces), follow_up(name)])
+    events, final, script, error = await run([Reply(first), Reply(second)])
     assert error is None
     check_one_response(events)
     assert final.id == first_id
@@ -171,7 +178,10 @@ async def client_call_round(name: str, pieces: list[bytes]) -> None:
 
 @pytest.mark.parametrize("name", CALL_FIXTURES)
 async def test_server_calls_are_hidden_and_run(name):
-    await server_call_round(name, [fixture(name)])
+    """The text round read one event at a time, as upstreams write them: after a first
+    round with only the call (Azure), its deltas take the fast path (tests/
+    test_responses_stream.py); after one with visible items, they are renumbered."""
+    await server_call_round(name, [fixture(name)], by_frame(follow_up(name)))
 
 
 @pytest.mark.parametrize("name", CALL_FIXTURES)
@@ -181,7 +191,8 @@ async def test_client_calls_pass_through(name):
 
 @pytest.mark.parametrize("name", CALL_FIXTURES)
 async def test_server_calls_shown_as_mcp_items(name):
-    events, final, _, error = await run([Reply(fixture(name)), follow_up(name)], show_calls=True)
+    replies = [Reply(fixture(name)), Reply(by_frame(follow_up(name)))]
+    events, final, _, error = await run(replies, show_calls=True)
     assert error is None
     check_one_response(events)
     call = recorded_calls(name)[-1]
@@ -224,27 +235,45 @@ async def test_an_upstream_error_event_reaches_the_client_and_ends_the_stream():
     await error_round([fixture("responses/openai-error.sse")])
 
 
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    return tear(data, [c % len(data) for c in cuts])
+TORN = settings(max_examples=5, deadline=None)
+CUTS = pytest.mark.parametrize("inside_frame_ends", [False, True], ids=["anywhere", "frame-ends"])
+FRAMED = pytest.mark.parametrize("framing", FRAMINGS)
 
 
-TORN = settings(max_examples=12, deadline=None)
-cuts = st.lists(st.integers(1, 1_000_000), max_size=30)
-
-
-@TORN
-@given(index=st.integers(0, len(CALL_FIXTURES) - 1), cuts=cuts, client_owns=st.booleans())
-def test_torn_call_streams(index, cuts, client_owns):
-    name = CALL_FIXTURES[index]
-    check = client_call_round if client_owns else server_call_round
-    asyncio.run(check(name, split(fixture(name), cuts)))
+def torn_body(
+    data: st.DataObject, body: bytes, framing: str, inside_frame_ends: bool
+) -> list[bytes]:
+    return data.draw(torn(framed(body, framing), inside_frame_ends))
 
 
 @TORN
-@given(cuts=cuts)
-def test_torn_hosted_and_error_streams(cuts):
-    asyncio.run(hosted_tools_round(split(fixture("responses/openai-web-search-hosted.sse"), cuts)))
-    asyncio.run(error_round(split(fixture("responses/openai-error.sse"), cuts)))
+@CUTS
+@FRAMED
+@given(name=st.sampled_from(CALL_FIXTURES), data=st.data())
+def test_torn_server_call_streams(framing, inside_frame_ends, name, data):
+    """Both rounds torn, at least once each, in the same framing."""
+    first = torn_body(data, fixture(name), framing, inside_frame_ends)
+    second = torn_body(data, follow_up(name), framing, inside_frame_ends)
+    asyncio.run(server_call_round(name, first, second))
+
+
+@TORN
+@CUTS
+@FRAMED
+@given(name=st.sampled_from(CALL_FIXTURES), data=st.data())
+def test_torn_client_call_streams(framing, inside_frame_ends, name, data):
+    asyncio.run(client_call_round(name, torn_body(data, fixture(name), framing, inside_frame_ends)))
+
+
+@TORN
+@CUTS
+@FRAMED
+@given(data=st.data())
+def test_torn_hosted_and_error_streams(framing, inside_frame_ends, data):
+    hosted = fixture("responses/openai-web-search-hosted.sse")
+    asyncio.run(hosted_tools_round(torn_body(data, hosted, framing, inside_frame_ends)))
+    error = fixture("responses/openai-error.sse")
+    asyncio.run(error_round(torn_body(data, error, framing, inside_frame_ends)))
 
 
 async def non_streamed_round(name: str, pieces: list[bytes], client_owns: bool) -> None:
@@ -291,8 +320,8 @@ async def test_non_streamed_fixture_rounds(name, client_owns):
     await non_streamed_round(name, [body_of(name)], client_owns)
 
 
-@TORN
-@given(index=st.integers(0, len(NON_STREAMED) - 1), cuts=cuts, client_owns=st.booleans())
-def test_torn_non_streamed_bodies(index, cuts, client_owns):
-    name = NON_STREAMED[index]
-    asyncio.run(non_streamed_round(name, split(body_of(name), cuts), client_owns))
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(NON_STREAMED), client_owns=st.booleans(), data=st.data())
+def test_torn_non_streamed_bodies(name, client_owns, data):
+    pieces = data.draw(torn(body_of(name), inside_frame_ends=False))
+    asyncio.run(non_streamed_round(name, pieces, client_owns))
