@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from proxy import server
 from proxy.app import create_app
 from proxy.config import Settings
 from proxy.server import HttpProtocol, _HeadHolder, config, shape_problem
+from tests import servers
 from tests.chunks import calls_round, completion
 from tests.conftest import SERVER_TOOLS
 from tests.servers import serve, upstream_app
@@ -105,6 +107,58 @@ async def test_a_live_response_head_does_not_wait_for_a_slow_body() -> None:
                 assert await response.aread() == b"late"
             assert (await client.head("/empty")).status_code == 204
             assert (await client.get("/empty")).status_code == 204
+
+
+class RecordingTransport:
+    """A connection's transport that notes each write before making it."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self.writes = writes
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def test_a_live_response_head_and_its_first_body_bytes_are_one_write(monkeypatch) -> None:
+    """Under uvicorn as the proxy runs it, on a connection kept alive across responses — a
+    stitched stream, a relayed stream and a JSON body — each head goes to the socket in the
+    same write as the first bytes of its body."""
+    writes: list[bytes] = []
+
+    def recording_config(*args: Any, **options: Any) -> Any:
+        made = config(*args, **options)
+
+        class Recording(made.http):  # type: ignore[name-defined, misc]
+            def connection_made(self, transport: asyncio.Transport) -> None:
+                super().connection_made(RecordingTransport(transport, writes))
+
+        made.http = Recording
+        return made
+
+    script = ScriptedUpstream(
+        calls_round(("c1", "weather", '{"location": "Lima"}')),
+        Reply(text_stream("Warm", "chatcmpl-2")),
+        Reply(b"data: relayed\n\n"),
+        completion({"role": "assistant", "content": "Cold"}),
+    )
+    chat = {"model": "m", "messages": [{"role": "user", "content": "weather"}]}
+    with serve(upstream_app(script)) as upstream:
+        monkeypatch.setattr(servers, "config", recording_config)
+        app = create_app(Settings(upstream=upstream + "/v1"), SERVER_TOOLS)
+        with serve(app) as proxy, httpx.Client(base_url=proxy + "/v1", timeout=5) as http:
+            stitched = http.post("/chat/completions", json={**chat, "stream": True})
+            relayed = http.get("/anything")
+            whole = http.post("/chat/completions", json=chat)
+    assert [r.status_code for r in (stitched, relayed, whole)] == [200, 200, 200]
+    heads = [w for w in writes if w.startswith(b"HTTP/1.1 ")]
+    assert len(heads) == 3
+    for head, body in zip(heads, [b"data: {", b"data: relayed", b'{"id"'], strict=True):
+        assert body in head.partition(b"\r\n\r\n")[2], head
 
 
 # -- the proxy's response is its own: one `date`, no upstream `server` --------------------
