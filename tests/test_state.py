@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from proxy.config import Settings
 from proxy.tools.registry import Registry
 from tests.chunks import calls_round, completion, text_round
 from tests.events import body_round, call_events, message_events, stream_round
+from tests.processes import clean_env, spawn, stop, wait_healthy
 from tests.redis_server import RedisServer, redis_server, redis_url  # noqa: F401 - fixtures
 from tests.servers import free_port, serve, upstream_app
 from tests.upstream import ScriptedUpstream
@@ -235,3 +237,35 @@ def test_a_redis_that_comes_back_is_used_again(
         assistant = first_chat_turn(url)
         assert chat_follow_up(url, assistant) == "Sunny in Oslo, and blue."
     assert_whole_history(script.requests[2])
+
+
+def test_two_proxy_processes_on_one_redis(redis_url: str, tmp_path: Path) -> None:  # noqa: F811
+    """The same, with each replica its own `openai-tool-proxy serve` process."""
+    script = ScriptedUpstream(mixed_chat_round(), final_answer())
+    with serve(upstream_app(script)) as upstream_url:
+        ports = [free_port(), free_port()]
+        env = clean_env(
+            TOOL_PROXY_STORE=redis_url,
+            TOOL_PROXY_UPSTREAM=upstream_url + "/v1",
+            TOOL_PROXY_PLUGINS="calculator",
+        )
+        procs = [spawn(["serve", "--port", str(port)], env, tmp_path) for port in ports]
+        try:
+            for proc, port in zip(procs, ports, strict=True):
+                wait_healthy(proc, f"http://127.0.0.1:{port}/health/readiness")
+            first, second = (f"http://127.0.0.1:{port}/v1" for port in ports)
+            # `calculate` is the server tool here: the model calls it beside the client's.
+            script.replies[0] = calls_round(
+                ("call_s", "calculate", '{"expression": "6*7"}'), ("call_c", "pick_color", "{}")
+            )
+            assistant = first_chat_turn(first)
+            assert chat_follow_up(second, assistant) == "Sunny in Oslo, and blue."
+        finally:
+            for proc in procs:
+                stop(proc)
+    _, assistant_sent, *results = script.requests[1]["messages"]
+    assert [c["id"] for c in assistant_sent["tool_calls"]] == ["call_s", "call_c"]
+    assert [(r["tool_call_id"], r["content"]) for r in results] == [
+        ("call_s", "42"),
+        ("call_c", "blue"),
+    ]
