@@ -292,21 +292,24 @@ def test_a_model_repeating_the_same_call_is_made_to_answer() -> None:
 # --------------------------------------------------------------------------- the client leaves
 
 
+async def started_stream(scope: Any, receive: Any, send: Any) -> bool:
+    """An upstream's side of an HTTP request: read it, start an event stream (False for the
+    server's other ASGI events)."""
+    if scope["type"] != "http":
+        return False
+    await receive()
+    start = [(b"content-type", b"text/event-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": start})
+    return True
+
+
 def slow_stream(words: int, interval: float, left: threading.Event) -> Any:
     """An upstream streaming `words` chunks `interval` seconds apart; `left` is set when the
     proxy hangs up on it."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if not await started_stream(scope, receive, send):
             return
-        await receive()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
         frames = text_stream(" ".join(["word"] * words)).split(b"\n\n")
         gone = asyncio.ensure_future(receive())
         try:
@@ -394,16 +397,8 @@ def flooding(left: threading.Event, blocked: threading.Event) -> Any:
     `blocked` is set once a write of its waits (the proxy stopped reading)."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if not await started_stream(scope, receive, send):
             return
-        await receive()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
         frame = text_stream("x" * 65536).split(b"\n\n")[1] + b"\n\n"
         gone = asyncio.ensure_future(receive())
         try:
