@@ -43,6 +43,8 @@ def relay(
         out += outcome.tail
         calls = [(c.id, c.name, c.arguments) for c in outcome.server_calls]
         rounds_seen.append((calls, stream.round_items()))
+        if outcome.failed:  # the upstream's error event ended the client's stream
+            return b"".join(out), rounds_seen, untouched
         if i + 1 < len(rounds):
             out += stream.show_results([ToolResult(c, "done", True) for c in outcome.server_calls])
             stream.start_round()

@@ -88,6 +88,8 @@ BODIES = st.sampled_from(ALL_FIXTURES).map(Path.read_bytes)
 @pytest.mark.parametrize("framing", FRAMINGS)
 @given(body=BODIES, data=st.data())
 def test_any_tearing_gives_the_events_of_the_whole_body(framing, inside_frame_ends, body, data):
+    """A recording in each framing, torn at least once (inside frame ends too): the events
+    the reference reading of the whole body finds."""
     body = framed(body, framing)
     events, torn_off = read_events(body)
     assert events and not torn_off
@@ -148,6 +150,8 @@ def test_any_stream_torn_anywhere_reads_as_the_reference_reads_it(
 @pytest.mark.parametrize("framing", FRAMINGS)
 @given(body=BODIES, data=st.data())
 def test_a_body_cut_anywhere_gives_only_whole_events(framing, body, data):
+    """A recording ending anywhere (between a `\\r` and its `\\n` too): the whole events
+    before the cut, and `torn` when it fell inside one — as the reference reads it."""
     body = framed(body, framing)
     cut = body[: data.draw(st.integers(1, len(body) - 1))]
     events, torn_off = read_events(cut)
