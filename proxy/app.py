@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -37,6 +38,8 @@ from proxy.store.use import kept, recalled
 from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream
+
+log = logging.getLogger("proxy")
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -125,8 +128,9 @@ def create_app(
             return JSONResponse({"status": "draining"}, status_code=503)
         try:
             await store.ping()
-        except StoreUnavailable as exc:
-            return JSONResponse({"status": "store_unavailable", "reason": str(exc)}, 503)
+        except StoreUnavailable as exc:  # where the store is stays in the log
+            log.warning("not ready: %s", exc)
+            return JSONResponse({"status": "store_unavailable"}, 503)
         return JSONResponse({"status": "ready"})
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -151,6 +155,7 @@ def create_app(
         yield
         await upstream.aclose()
         await store.aclose()
+        runner.close()
 
     middleware = [
         Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes)

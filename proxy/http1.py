@@ -308,8 +308,9 @@ class Http1Transport(httpx.AsyncBaseTransport):
                         raise conn.error
                     await conn.wait(timeouts.get("read"))
             except httpx.HTTPError as exc:
+                retry = attempt == 1 and content is not None and _never_reached(conn, exc)
                 conn.close()
-                if attempt == 1 and content is not None and _never_reached(conn, exc):
+                if retry:
                     continue  # a pooled connection the server had closed: a fresh one, once
                 if isinstance(exc, httpx.RemoteProtocolError) and not conn.got_bytes:
                     raise httpx.ReadError(str(exc)) from exc

@@ -110,7 +110,8 @@ class RelayResponse(Response):
             relay.uncancel()
             more = False
             if not left and self._may_end_early():  # the server is stopping
-                end = self.ending() if self.ending is not None else b""
+                assert self.ending is not None
+                end = self.ending()
                 # Cancelled again (uvicorn's backstop, a client that does not read): cut.
                 with contextlib.suppress(asyncio.CancelledError):
                     await send({"type": "http.response.body", "body": end, "more_body": False})
@@ -125,6 +126,8 @@ class RelayResponse(Response):
                 await self.body_iterator.aclose()
 
     def _may_end_early(self) -> bool:
-        """Whether the body can end before it is all relayed: not when its length was
-        announced — the server then closes the connection, and the client sees it cut."""
-        return all(name != b"content-length" for name, _ in self.raw_headers)
+        """Whether the body can end well-formed before it is all relayed: only with an
+        ending of its own (a stitched stream's error event). A body relayed as is may stop
+        mid-event, or mid-file: its connection is closed, so the client sees it cut rather
+        than a truncated body that looks whole."""
+        return self.ending is not None

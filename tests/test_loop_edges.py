@@ -6,6 +6,7 @@ a shown call that fails, and legacy `functions` without streaming."""
 from __future__ import annotations
 
 import gzip
+import json
 from typing import Any
 
 import httpx
@@ -184,3 +185,16 @@ async def test_a_later_round_failing_with_a_non_json_body(upstream, client):
     with pytest.raises(openai.APIError, match="the upstream API answered 500: upstream exploded"):
         async for _ in stream:
             pass
+
+
+def test_items_without_an_index_are_numbered_by_every_item_added() -> None:
+    """llama.cpp sends no `output_index`: an item without an id still takes its place, so
+    the next one is not numbered over it."""
+    stream = ResponsesStream(frozenset(), show_calls=False)
+    events = [
+        {"type": "response.created", "response": {"id": "resp_1", "output": []}},
+        {"type": "response.output_item.added", "item": {"type": "reasoning", "summary": []}},
+        {"type": "response.output_item.added", "item": {"id": "m1", "type": "message"}},
+    ]
+    stream.feed(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events))
+    assert stream.by_id == {"m1": 1}

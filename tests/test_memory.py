@@ -27,6 +27,8 @@ def test_namespaces_hash_the_credentials_and_never_hold_them() -> None:
     assert namespace_of([("api-key", "x"), ("authorization", "Bearer sk-alice")]) == ALICE
     assert "sk-alice" not in ALICE and len(ALICE) == 32
     assert namespace_of([]) == namespace_of([("x-other", "1")])
+    twice = [("authorization", "Bearer sk-alice"), ("authorization", "Bearer sk-bob")]
+    assert namespace_of(twice) == ALICE  # the first, the one the client-key check reads
 
 
 async def test_a_replay_without_ids_gets_the_hidden_call_back_by_call_id() -> None:
@@ -114,11 +116,9 @@ async def test_a_mixed_round_goes_back_in_the_order_of_its_calls() -> None:
     assert not await memory.recall(again)  # already whole: nothing doubled
 
 
-async def test_a_round_recalled_under_any_of_its_client_calls_only_by_its_client() -> None:
+async def test_a_round_is_recalled_only_by_its_client() -> None:
     await ChatMemory(Scoped(STORE, ALICE)).keep(RECORD)
-    body = follow_up("c1", "c2")
-    body["messages"][1]["tool_calls"].reverse()  # keyed by every call the client saw
-    assert await ChatMemory(Scoped(STORE, ALICE)).recall(body)
+    assert await ChatMemory(Scoped(STORE, ALICE)).recall(follow_up("c1", "c2"))
     stranger = follow_up("c1", "c2")
     assert not await ChatMemory(Scoped(STORE, BOB)).recall(stranger)
     assert stranger == follow_up("c1", "c2")
@@ -144,3 +144,9 @@ async def test_a_request_with_no_tool_answer_never_asks_the_store() -> None:
 
     body = {"messages": [{"role": "user", "content": "hi"}]}
     assert not await ChatMemory(Scoped(Refusing(60, 1024), ALICE)).recall(body)
+
+
+async def test_a_mixed_round_is_stored_once() -> None:
+    store = MemoryStore(ttl=60, max_bytes=1 << 20)
+    await ChatMemory(Scoped(store, ALICE)).keep(RECORD)
+    assert len(store) == 1

@@ -674,3 +674,19 @@ def test_the_calculator_answers_after_hung_sync_tools(gate: threading.Event) -> 
         "error: 'hang' timed out after 0.05 seconds"
     ] * 4
     assert tool_messages(script.requests[2])[-1]["content"] == "4"
+
+
+def tool_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("openai-tool-proxy-tool-")}
+
+
+async def test_closing_the_runner_ends_its_idle_threads() -> None:
+    before = tool_threads()
+    runner = runner_of(calculate)
+    assert (await run(runner, "calculate", {"expression": "1+1"})).output == "2"
+    mine = tool_threads() - before
+    assert len(mine) == 1
+    runner.close()
+    for thread in mine:
+        thread.join(5)
+        assert not thread.is_alive()

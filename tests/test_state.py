@@ -221,6 +221,7 @@ def test_an_unreachable_store_is_a_503_for_the_request_that_needs_it() -> None:
     assert caught.value.status_code == 503
     assert caught.value.body["code"] == "store_unavailable"
     assert readiness.status_code == 503
+    assert readiness.json() == {"status": "store_unavailable"}  # where it is stays in the log
     assert len(script.requests) == 2  # the follow-up never went upstream half-remembered
 
 
@@ -269,3 +270,16 @@ def test_two_proxy_processes_on_one_redis(redis_url: str, tmp_path: Path) -> Non
         ("call_s", "42"),
         ("call_c", "blue"),
     ]
+
+
+def test_a_state_that_cannot_be_kept_still_leaves_the_answer_whole(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: Any, items: Any) -> None:
+        raise RuntimeError("the store broke in an unforeseen way")
+
+    monkeypatch.setattr("proxy.store.memory.MemoryStore.put_many", broken)
+    script = ScriptedUpstream(mixed_chat_round())
+    with replicas(script, "memory", count=1) as (url,):
+        first_chat_turn(url)  # ends with its finish and [DONE], whatever the store did
+    assert "conversation state was not kept" in caplog.text

@@ -5,8 +5,8 @@ whole.
 The client saw only its own calls. Its follow-up carries the assistant message with those,
 then its tool results — without the proxy's calls and their results, which the upstream needs
 to see again (else the model loses what the server tools told it). The round is kept in the
-store (`TOOL_PROXY_STORE`, the client's own namespace) under each call id the client saw — ids
-every client replays as they were. On the follow-up, the hidden calls go back into that
+store (`TOOL_PROXY_STORE`, the client's own namespace) under the first call id the client saw
+— ids every client replays as they were. On the follow-up, the hidden calls go back into that
 assistant message in their original order with every field the upstream produced, and their
 results beside the client's, in the order of the calls.
 """
@@ -35,7 +35,8 @@ class ChatMemory:
 
     async def keep(self, record: dict[str, Any]) -> None:
         shown = [c["id"] for c in record["calls"] if c.get("id") not in record["results"]]
-        await self.scoped.put([(f"chat:{call_id}", record) for call_id in shown])
+        if shown:  # the id the client's replayed message starts with
+            await self.scoped.put([(f"chat:{shown[0]}", record)])
 
     async def recall(self, body: dict[str, Any]) -> bool:
         """Put the hidden calls back into `body`'s messages, in place; True if any went back.

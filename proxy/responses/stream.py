@@ -42,6 +42,7 @@ class ResponsesStream:
         self.hidden: dict[int, HiddenCall] = {}  # upstream output_index -> server call
         self.items: dict[int, dict[str, Any]] = {}  # this round's finished items, for replay
         self.by_id: dict[str, int] = {}  # item id -> upstream output_index
+        self.added = 0  # items added this round, with an id or not
         self.terminal: str | None = None
         self.failed = False  # a terminal failure: nothing after it matters
         self.errored = False  # an `error` event reached the client
@@ -154,12 +155,13 @@ class ResponsesStream:
         """The output_index of an event that carries none (llama.cpp): that of its item,
         known by id; a new item is numbered in the order the items were added."""
         if kind == "response.output_item.added":
-            return len(self.by_id)
+            return self.added
         item = event.get("item")
         item_id = item.get("id") if isinstance(item, dict) else event.get("item_id")
         return self.by_id.get(item_id) if isinstance(item_id, str) else None
 
     def _item_added(self, index: int, event: dict[str, Any]) -> list[bytes]:
+        self.added += 1
         item = event.get("item") or {}
         if isinstance(item.get("id"), str):
             self.by_id[item["id"]] = index

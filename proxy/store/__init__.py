@@ -9,8 +9,6 @@ from proxy.store.memory import MemoryStore
 
 __all__ = ["MemoryStore", "Store", "StoreUnavailable", "open_store"]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
 
 def open_store(url: str, ttl: float, max_bytes: int) -> Store:
     """The store a `TOOL_PROXY_STORE` value names (checked by the settings already)."""

@@ -18,7 +18,9 @@ _CREDENTIALS = ("authorization", "api-key", "x-api-key")
 
 def namespace_of(headers: Iterable[tuple[str, str]]) -> str:
     """A hash of the client's credentials (the same for every request carrying them)."""
-    found = {name.lower(): value for name, value in headers if name.lower() in _CREDENTIALS}
+    found: dict[str, str] = {}
+    for name, value in headers:  # the first of each, as the client-key check reads it
+        found.setdefault(name.lower(), value)
     credential = next((found[name] for name in _CREDENTIALS if name in found), "")
     return hashlib.sha256(credential.encode()).hexdigest()[:32]
 

@@ -1,6 +1,6 @@
 """How a request uses the store: without its state a follow-up would reach the upstream with
 a broken history, so a recall that fails is the request's `503`; a keep that fails (the
-answer already went out) is logged, once."""
+answer is whole, its last bytes about to go out) is logged, once, and the answer delivered."""
 
 from __future__ import annotations
 
@@ -33,3 +33,5 @@ async def kept(keep: Awaitable[None]) -> None:
         await keep
     except StoreUnavailable as exc:
         log.error("conversation state was not kept, the store is unavailable: %s", exc)
+    except Exception:  # the answer is whole: whatever failed, it still goes out
+        log.exception("conversation state was not kept")

@@ -66,6 +66,10 @@ class ToolRunner:
         request was cancelled): Python cannot stop them, so they are counted."""
         return self._threads.hung
 
+    def close(self) -> None:
+        """At shutdown: the sync tools' idle threads end."""
+        self._threads.close()
+
     async def run_all(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
         """Run every call concurrently, `per_request` at a time; results keep the order of
         `calls`."""

@@ -39,6 +39,11 @@ class ToolThreads:
         request was cancelled)."""
         return self._hung
 
+    def close(self) -> None:
+        """End the idle threads (an abandoned one ends when its tool returns)."""
+        while self._idle:
+            self._idle.pop().stop()
+
     @contextlib.asynccontextmanager
     async def thread(self, tool: str) -> AsyncIterator[ToolThread]:
         """A thread for one call of `tool`, held until the block ends (waiting for a free slot
@@ -59,7 +64,7 @@ class ToolThreads:
                     )
 
 
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]] | None
 
 
 class ToolThread:
@@ -93,9 +98,15 @@ class ToolThread:
                 self._pool._hung += 1
             return not self._abandoned
 
+    def stop(self) -> None:
+        self._jobs.put(None)
+
     def _serve(self) -> None:
         while True:
-            loop, future, call = self._jobs.get()
+            job = self._jobs.get()
+            if job is None:
+                return
+            loop, future, call = job
             value: Any = None
             error: BaseException | None = None
             try:
