@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from tests.upstream import tear
@@ -46,3 +48,16 @@ def torn(body: bytes, inside_frame_ends: bool) -> st.SearchStrategy[list[bytes]]
         return anywhere.map(lambda cuts: tear(body, cuts))
     ends = st.lists(st.sampled_from(frame_ends(body)), min_size=1, max_size=5)
     return st.tuples(anywhere, ends).map(lambda cuts: tear(body, cuts[0] + cuts[1]))
+
+
+# For tests that replay bodies torn in every framing, at least once, anywhere or inside a frame
+# end (`@TORN @CUTS @FRAMED @given(..., data=st.data())`, then `torn_body(data, …)`).
+TORN = settings(max_examples=5, deadline=None)
+CUTS = pytest.mark.parametrize("inside_frame_ends", [False, True], ids=["anywhere", "frame-ends"])
+FRAMED = pytest.mark.parametrize("framing", FRAMINGS)
+
+
+def torn_body(
+    data: st.DataObject, body: bytes, framing: str, inside_frame_ends: bool
+) -> list[bytes]:
+    return data.draw(torn(framed(body, framing), inside_frame_ends))

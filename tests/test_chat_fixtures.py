@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.tools.registry import Registry
 from tests.conftest import SERVER_TOOLS, mocked_app, openai_client
 from tests.servers import loopback
-from tests.tearing import FRAMINGS, framed, torn
+from tests.tearing import CUTS, FRAMED, TORN, torn_body
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture, text_stream
 
 TOOL_FIXTURES = [
@@ -183,17 +183,6 @@ async def test_text_streams_pass_through(name):
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content == rec.content
     check_one_completion([c for c in chunks if c.id], rec.first_id, "stop")
-
-
-TORN = settings(max_examples=5, deadline=None)
-CUTS = pytest.mark.parametrize("inside_frame_ends", [False, True], ids=["anywhere", "frame-ends"])
-FRAMED = pytest.mark.parametrize("framing", FRAMINGS)
-
-
-def torn_body(
-    data: st.DataObject, body: bytes, framing: str, inside_frame_ends: bool
-) -> list[bytes]:
-    return data.draw(torn(framed(body, framing), inside_frame_ends))
 
 
 @TORN

@@ -17,7 +17,7 @@ from proxy.tools.registry import Registry
 from tests.conftest import SERVER_TOOLS, mocked_app, openai_client
 from tests.events import message_events, response, stream_round, usage
 from tests.servers import loopback
-from tests.tearing import FRAMINGS, by_frame, framed, torn
+from tests.tearing import CUTS, FRAMED, TORN, by_frame, torn, torn_body
 from tests.upstream import FIXTURES, Reply, ScriptedUpstream, fixture
 
 FIXTURE_NAMES = sorted(f"responses/{p.name}" for p in (FIXTURES / "responses").glob("*.sse"))
@@ -233,17 +233,6 @@ async def error_round(pieces: list[bytes]) -> None:
 
 async def test_an_upstream_error_event_reaches_the_client_and_ends_the_stream():
     await error_round([fixture("responses/openai-error.sse")])
-
-
-TORN = settings(max_examples=5, deadline=None)
-CUTS = pytest.mark.parametrize("inside_frame_ends", [False, True], ids=["anywhere", "frame-ends"])
-FRAMED = pytest.mark.parametrize("framing", FRAMINGS)
-
-
-def torn_body(
-    data: st.DataObject, body: bytes, framing: str, inside_frame_ends: bool
-) -> list[bytes]:
-    return data.draw(torn(framed(body, framing), inside_frame_ends))
 
 
 @TORN
