@@ -54,7 +54,7 @@ def serve(settings: Settings, registry: Registry) -> int:
         settings.host,
         settings.port,
         max_header_bytes=settings.max_header_bytes,
-        log_level="info",
+        log_level=settings.log_level,
     )
 
 

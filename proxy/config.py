@@ -44,6 +44,9 @@ class Settings:
     store: str = "memory"
     store_ttl: float = 86400.0
     store_max_mb: float = 64.0
+    workers: int = 1
+    log_level: str = "info"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         for spec in SPECS.values():
@@ -51,6 +54,13 @@ class Settings:
             problem = None if value is None else spec.problem(value)
             if problem:
                 raise ConfigError(f"{spec.name} {problem}")
+        if self.workers > 1 and self.store == "memory":
+            raise ConfigError(
+                f"workers is {self.workers} but store is 'memory': each worker process would "
+                "keep its own conversation state, and a follow-up landing on another worker "
+                "would lose it. Set TOOL_PROXY_STORE to a redis:// URL shared by the workers, "
+                "or run one worker."
+            )
         if self.api_keys and not self.upstream_api_key:
             raise ConfigError(
                 "api_keys ($TOOL_PROXY_API_KEYS) is set but upstream_api_key "
@@ -88,6 +98,7 @@ class Spec:
     minimum: float | None = None  # inclusive
     positive: bool = False
     why: str = ""  # the reason for `minimum`
+    choices: tuple[str, ...] = ()
 
     @property
     def env(self) -> str:
@@ -107,6 +118,8 @@ class Spec:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 return f"must be an http(s) URL including /v1, got {value!r}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}, got {value!r}"
         scheme = urlsplit(value).scheme if self.name == "store" else ""
         if self.name == "store" and value != "memory" and scheme not in ("redis", "rediss", "unix"):
             # Named by its scheme only: the whole URL may hold a password.
@@ -204,6 +217,19 @@ SPECS: dict[str, Spec] = {
             "most MiB of conversation state the memory store keeps (least recently used first out)",
             positive=True,
         ),
+        Spec(
+            "workers",
+            "int",
+            "processes serving on the port (more than 1 needs a redis:// store)",
+            minimum=1,
+        ),
+        Spec(
+            "log_level",
+            "str",
+            "least severe log level printed",
+            choices=("critical", "error", "warning", "info", "debug"),
+        ),
+        Spec("log_format", "str", "log lines as readable text or JSON", choices=("text", "json")),
     ]
 }
 assert list(SPECS) == [f.name for f in fields(Settings)]
