@@ -208,7 +208,8 @@ def test_every_flag_reaches_the_settings() -> None:
             value = value if isinstance(value, str) else value.get(spec.kind, "3")
             args = _parser().parse_args(["serve", spec.option, value])
             flags = {name: getattr(args, name, None) for name in SPECS}
-            assert getattr(load_settings(flags, environ={}), spec.name) != spec.default
+            environ = {"TOOL_PROXY_STORE": "redis://127.0.0.1:9"}  # more workers need it
+            assert getattr(load_settings(flags, environ=environ), spec.name) != spec.default
 
 
 def test_no_command_fails(tmp_path: Path) -> None:

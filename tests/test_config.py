@@ -449,3 +449,16 @@ def test_new_limits_are_checked(variable: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError, match=variable.replace("$", r"\$")) as caught:
         load_settings(environ={variable: value})
     assert words in str(caught.value)
+
+
+def test_workers_beyond_one_need_a_shared_store() -> None:
+    with pytest.raises(ConfigError, match="TOOL_PROXY_STORE to a redis:// URL") as caught:
+        load_settings(environ={"TOOL_PROXY_WORKERS": "2"})
+    assert "workers is 2" in str(caught.value)
+    shared = {"TOOL_PROXY_WORKERS": "2", "TOOL_PROXY_STORE": "redis://127.0.0.1:6379/0"}
+    assert load_settings(environ=shared).workers == 2
+
+
+def test_a_setting_with_choices_names_them() -> None:
+    with pytest.raises(ConfigError, match="one of text, json, got 'yaml'"):
+        load_settings(environ={"TOOL_PROXY_LOG_FORMAT": "yaml"})
