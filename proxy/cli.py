@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -47,15 +48,24 @@ def serve(settings: Settings, registry: Registry) -> int:
         f"{settings.upstream} (server tools: {names})",
         file=sys.stderr,
     )
-    app = create_app(settings, registry)
-    return drain.run(
-        app,
-        app.state.drain,
-        settings.host,
-        settings.port,
-        max_header_bytes=settings.max_header_bytes,
-        log_level=settings.log_level,
-    )
+
+    def serve_one(sockets: list[socket.socket] | None = None) -> int:
+        app = create_app(settings, registry)
+        return drain.run(
+            app,
+            app.state.drain,
+            settings.host,
+            settings.port,
+            sockets,
+            max_header_bytes=settings.max_header_bytes,
+            log_level=settings.log_level,
+        )
+
+    if settings.workers > 1:
+        from proxy import workers
+
+        return workers.run(serve_one, settings.host, settings.port, settings.workers)
+    return serve_one()
 
 
 def print_tools(registry: Registry, json_output: bool = False) -> None:

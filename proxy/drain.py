@@ -104,9 +104,17 @@ class Server(uvicorn.Server):
             await self.lifespan.shutdown()
 
 
-def run(app: Any, drain: Drain, host: str, port: int, **options: Any) -> int:
+def run(
+    app: Any,
+    drain: Drain,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
+    **options: Any,
+) -> int:
     """Serve `app` until SIGTERM or Ctrl+C, drain it, and return the exit status: 0, or
-    `FORCED` when a second Ctrl+C cut the drain short.
+    `FORCED` when a second Ctrl+C cut the drain short. `sockets`: already listening (a worker
+    of `proxy.workers`), instead of binding `host` and `port`.
 
     uvicorn raises the signals it handled again once it has stopped, for the handlers it
     found: Python's would end the process by the signal or with a `KeyboardInterrupt`
@@ -118,9 +126,11 @@ def run(app: Any, drain: Drain, host: str, port: int, **options: Any) -> int:
     def stop(sig: int, frame: FrameType | None) -> None:
         server.should_exit = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)  # a worker is forked with them blocked
     try:
-        server.run()
+        server.run(sockets)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
