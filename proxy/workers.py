@@ -51,8 +51,7 @@ def run(worker: Worker, host: str, port: int, count: int) -> int:
     metrics = tempfile.mkdtemp(prefix="openai-tool-proxy-metrics-")
     os.environ[MULTIPROC_DIR] = metrics
     try:
-        with sock:
-            return _supervise(worker, sock, count)
+        return _supervise(worker, sock, count)
     finally:
         shutil.rmtree(metrics, ignore_errors=True)
 
@@ -79,7 +78,8 @@ def _supervise(worker: Worker, sock: socket.socket, count: int) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     previous = {sig: signal.signal(sig, forward) for sig in SIGNALS}
     try:
-        pids.update(_fork(worker, sock) for _ in range(count))
+        with sock:  # the supervisor accepts nothing: the port closes with the last worker
+            pids.update(_fork(worker, sock) for _ in range(count))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         failed = 0
         while pids:
