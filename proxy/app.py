@@ -27,6 +27,9 @@ from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
 from proxy.loop.stopwatch import HEADER as OVERHEAD_HEADER
 from proxy.loop.stopwatch import Stopwatch
+from proxy.observe.metrics import Metrics
+from proxy.observe.middleware import Observed
+from proxy.observe.record import current
 from proxy.passthrough import relay
 from proxy.relay import RelayResponse
 from proxy.responses.conversation import ResponsesConversation
@@ -70,6 +73,7 @@ def create_app(
         threads=settings.tool_threads,
     )
     engine = Engine(upstream, runner, settings.max_rounds)
+    metrics = Metrics()
 
     store = open_store(settings.store, settings.store_ttl, settings.store_max_bytes)
     drain = Drain(settings.drain_timeout)
@@ -91,6 +95,7 @@ def create_app(
         exchange = await engine.start(conv, *client_of(request), watch)
 
         async def remember() -> None:
+            current().usage(conv.reader.usage)
             record = conv.remembrance()
             if record is not None:
                 await kept(memory.keep(record))
@@ -110,6 +115,7 @@ def create_app(
         exchange = await engine.start(conv, *client_of(request), watch)
 
         async def remember() -> None:
+            current().usage(conv.reader.merged.usage)
             await kept(memory.keep(conv.remembrance()))
 
         return await respond(conv, exchange, keepalive, remember)
@@ -158,7 +164,8 @@ def create_app(
         runner.close()
 
     middleware = [
-        Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes)
+        Middleware(Observed, metrics=metrics),
+        Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes),
     ]
     if settings.api_keys:
         middleware.append(Middleware(ClientKeys, keys=settings.api_keys))
@@ -170,6 +177,7 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/health/liveness", liveness, methods=["GET"]),
             Route("/health/readiness", readiness, methods=["GET"]),
+            Route("/metrics", metrics.endpoint(lambda: runner.hung_threads), methods=["GET"]),
         ],
         middleware=middleware,
         exception_handlers={404: not_found, APIError: api_error, Exception: crash},

@@ -37,9 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings, registry: Registry) -> int:
     """Run the proxy until SIGTERM or Ctrl+C, and drain it; the exit status."""
-    from proxy import drain
+    from proxy import drain, observe
     from proxy.app import create_app
 
+    observe.setup(settings)  # inherited by forked workers
     names = ", ".join(sorted(registry)) or "none"
     for warning in warnings_for(settings):
         print(f"openai-tool-proxy: warning: {warning}", file=sys.stderr)
@@ -59,6 +60,8 @@ def serve(settings: Settings, registry: Registry) -> int:
             sockets,
             max_header_bytes=settings.max_header_bytes,
             log_level=settings.log_level,
+            log_config=None,  # the proxy's own logging (`observe.setup`), uvicorn's lines too
+            access_log=False,  # the proxy logs each request itself, with more in the line
         )
 
     if settings.workers > 1:

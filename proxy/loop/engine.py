@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from time import perf_counter
 
 import httpx
 import orjson
@@ -15,6 +16,8 @@ import orjson
 from proxy.errors import APIError
 from proxy.loop.round import Conversation
 from proxy.loop.stopwatch import Stopwatch
+from proxy.observe import tracing
+from proxy.observe.record import current
 from proxy.relay import Last
 from proxy.tools.runner import ToolRunner
 from proxy.upstream import Upstream, forwardable, raw_headers
@@ -70,6 +73,7 @@ class Engine:
         own work on the request.
         """
         watch = watch or Stopwatch()
+        current().watch = watch
         headers: list[tuple[bytes, bytes]] = []
         request_headers = self.upstream.request_headers(client_headers, rewritten=True)
         rounds = self._rounds(conv, request_headers, query, headers, watch)
@@ -86,35 +90,43 @@ class Engine:
         watch: Stopwatch,
     ) -> AsyncGenerator[bytes]:
         seen_calls: set[tuple[tuple[str, str], ...]] = set()
+        record = current()
         round_no = 0
         while True:
             round_no += 1
-            body = orjson.dumps(conv.request())
-            watch.pause()
-            try:
-                async with self.upstream.open(
-                    "POST", conv.path, request_headers, body, query
-                ) as response:
-                    if response.status_code >= 400:
-                        raise APIError(
-                            response.status_code,
-                            await response.aread(),
-                            dict(forwardable(response.headers.items(), _BODY_HEADERS)),
-                        )
-                    if not response_headers:
-                        response_headers.extend(raw_headers(response.headers, _BODY_HEADERS))
-                    async for data in body_of(response):
-                        watch.resume()
-                        out = conv.feed(data)  # what one read brought goes out in one write
-                        watch.pause()
-                        if out:
-                            yield out
-            except httpx.HTTPError as exc:
-                raise _Failed(
-                    f"the upstream connection failed mid-response: {exc!r}", "upstream_error"
-                ) from exc
-            watch.resume()
-            outcome = conv.end_round()
+            record.rounds = round_no
+            request = conv.request()
+            body = orjson.dumps(request)
+            with tracing.upstream_round(request) as span:
+                watch.pause()
+                sent = perf_counter()
+                try:
+                    async with self.upstream.open(
+                        "POST", conv.path, request_headers, body, query
+                    ) as response:
+                        record.first_byte(perf_counter() - sent)
+                        if response.status_code >= 400:
+                            raise APIError(
+                                response.status_code,
+                                await response.aread(),
+                                dict(forwardable(response.headers.items(), _BODY_HEADERS)),
+                            )
+                        if not response_headers:
+                            response_headers.extend(raw_headers(response.headers, _BODY_HEADERS))
+                        async for data in body_of(response):
+                            watch.resume()
+                            out = conv.feed(data)  # what one read brought goes out in one write
+                            watch.pause()
+                            if out:
+                                yield out
+                except httpx.HTTPError as exc:
+                    raise _Failed(
+                        f"the upstream connection failed mid-response: {exc!r}", "upstream_error"
+                    ) from exc
+                watch.resume()
+                outcome = conv.end_round()
+                if outcome.failed or outcome.error is not None:
+                    tracing.finish(span, {}, "upstream_error")
             tail = b"".join(outcome.tail)
             if outcome.failed:  # the upstream's error event, passed on: the stream ends
                 watch.pause()

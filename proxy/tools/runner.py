@@ -11,8 +11,11 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
+from proxy.observe import tracing
+from proxy.observe.record import current
 from proxy.tools.registry import Registry
 from proxy.tools.schema import first_problem, unexpected
 from proxy.tools.text import NotJSON, as_text, truncated
@@ -20,6 +23,11 @@ from proxy.tools.threads import ToolThread, ToolThreads
 from proxy.tools.tool import Tool
 
 log = logging.getLogger("proxy.tools")
+
+# What went wrong in a call, as its span's `error.type` (else the exception's type).
+TIMEOUT = "timeout"
+INVALID_ARGUMENTS = "invalid_arguments"
+UNKNOWN = "unknown"  # the name a call to no registered tool is counted under
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,15 @@ class ToolRunner:
 
     async def run(self, call: ToolCall) -> ToolResult:
         """One call's result, whatever happens in the tool; only a cancellation of the
-        request itself escapes."""
-        output, ok = await self._outcome(call)
+        request itself escapes. Timed, counted and traced under the tool's name (or
+        `UNKNOWN`: metric labels stay bounded whatever names a model makes up)."""
+        name = call.name if call.name in self.registry else UNKNOWN
+        started = perf_counter()
+        with tracing.tool_call(name, call.id) as span:
+            output, error = await self._outcome(call)
+            tracing.finish(span, {}, error)
+        outcome = "ok" if error is None else "timeout" if error == TIMEOUT else "error"
+        current().tool_called(name, outcome, perf_counter() - started, self.hung_threads)
         cut = truncated(output, self.max_result_bytes)
         if cut is not None:
             output, size = cut
@@ -100,25 +115,28 @@ class ToolRunner:
                 size,
                 self.max_result_bytes,
             )
-        return ToolResult(call, output, ok)
+        return ToolResult(call, output, error is None)
 
-    async def _outcome(self, call: ToolCall) -> tuple[str, bool]:
+    async def _outcome(self, call: ToolCall) -> tuple[str, str | None]:
+        """The call's text for the model, and what went wrong (an `error.type`), if anything."""
         entry = self.registry.get(call.name)
         if entry is None:
-            return f"error: no tool named {call.name!r} is available", False
+            return f"error: no tool named {call.name!r} is available", "tool_not_found"
         tool = entry.tool
         try:
             arguments = json.loads(call.arguments) if call.arguments.strip() else {}
         except json.JSONDecodeError as exc:
-            return f"error: the arguments for {call.name!r} are not valid JSON ({exc})", False
+            text = f"error: the arguments for {call.name!r} are not valid JSON ({exc})"
+            return text, INVALID_ARGUMENTS
         if not isinstance(arguments, dict):
-            return f"error: the arguments for {call.name!r} must be a JSON object", False
+            text = f"error: the arguments for {call.name!r} must be a JSON object"
+            return text, INVALID_ARGUMENTS
         problem = first_problem(tool.validator, arguments)
         if problem is None and tool.accepts is not None:  # a given schema may allow more
             extra = [name for name in arguments if name not in tool.accepts]
             problem = unexpected(extra, tool.accepts) if extra else None
         if problem is not None:
-            return f"error: invalid arguments for {call.name!r}: {problem}", False
+            return f"error: invalid arguments for {call.name!r}: {problem}", INVALID_ARGUMENTS
         async with self._total:
             return await self._call(tool, arguments)
 
@@ -126,7 +144,7 @@ class ToolRunner:
         """A thread of the pool for a sync tool; none for an async one."""
         return contextlib.nullcontext() if tool.is_async else self._threads.thread(tool.name)
 
-    async def _call(self, tool: Tool, arguments: dict[str, Any]) -> tuple[str, bool]:
+    async def _call(self, tool: Tool, arguments: dict[str, Any]) -> tuple[str, str | None]:
         timeout = tool.timeout if tool.timeout is not None else self.default_timeout
         deadline = asyncio.timeout(None)  # set once it runs: waiting for a thread is not running
         try:
@@ -141,7 +159,7 @@ class ToolRunner:
             if not deadline.expired():  # the tool's own TimeoutError, not ours
                 return _failed(tool, exc)
             log.warning("tool %s timed out after %ss", tool.name, timeout)
-            return f"error: {tool.name!r} timed out after {timeout:g} seconds", False
+            return f"error: {tool.name!r} timed out after {timeout:g} seconds", TIMEOUT
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # the request is cancelled: let it go
@@ -150,18 +168,19 @@ class ToolRunner:
         except (Exception, SystemExit) as exc:
             return _failed(tool, exc)
         try:
-            return as_text(value), True
+            return as_text(value), None
         except NotJSON as exc:
             log.warning("tool %s returned a value with no JSON form: %s", tool.name, exc)
             return (
                 f"error: {tool.name!r} returned a value that cannot be encoded as JSON "
                 f"({exc}); this is a bug in the tool",
-                False,
+                "invalid_result",
             )
 
 
-def _failed(tool: Tool, exc: BaseException) -> tuple[str, bool]:
+def _failed(tool: Tool, exc: BaseException) -> tuple[str, str]:
     log.warning("tool %s raised %s: %s", tool.name, type(exc).__name__, exc)
+    log.debug("tool %s traceback", tool.name, exc_info=exc)
     text = str(exc)
     described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return f"error: {tool.name!r} failed: {described}", False
+    return f"error: {tool.name!r} failed: {described}", type(exc).__qualname__
