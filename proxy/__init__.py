@@ -1,6 +1,6 @@
 """openai-tool-proxy: an OpenAI-compatible reverse proxy that runs registered tools server-side.
 
-Plugin authors need only `tool`:
+Plugin authors need only `tool` (and `RequestContext`, for a tool that acts as its caller):
 
     from proxy import tool
 
@@ -10,7 +10,8 @@ Plugin authors need only `tool`:
         return a + b
 """
 
+from proxy.tools.context import RequestContext
 from proxy.tools.tool import Tool, ToolDefinitionError, tool
 
-__all__ = ["Tool", "ToolDefinitionError", "tool"]
+__all__ = ["RequestContext", "Tool", "ToolDefinitionError", "tool"]
 __version__ = "0.1.0"

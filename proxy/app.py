@@ -31,6 +31,7 @@ from proxy.observe.metrics import Metrics
 from proxy.observe.middleware import Observed
 from proxy.observe.record import current
 from proxy.passthrough import relay
+from proxy.policy import TOOLS, ToolPolicy, check_clients
 from proxy.relay import RelayResponse
 from proxy.responses.conversation import ResponsesConversation
 from proxy.responses.conversation import check_request as check_responses
@@ -57,6 +58,7 @@ def create_app(
     settings = settings or Settings()
     if registry is None:
         registry = load_registry(settings.plugins)
+    check_clients(settings.clients, registry)
     upstream = Upstream(
         settings.upstream,
         settings.upstream_api_key,
@@ -89,7 +91,7 @@ def create_app(
         memory = ChatMemory(scoped(request))
         if await recalled(memory.recall(body)):
             raw = orjson.dumps(body)
-        conv = ChatConversation(body, registry)
+        conv = ChatConversation(body, request.scope[TOOLS])
         if not conv.intercepts:
             return await relay(upstream, request, raw)
         exchange = await engine.start(conv, *client_of(request), watch)
@@ -109,7 +111,7 @@ def create_app(
         memory = ResponsesMemory(scoped(request))
         if await recalled(memory.recall(body)):
             raw = orjson.dumps(body)
-        conv = ResponsesConversation(body, registry, settings.show_calls)
+        conv = ResponsesConversation(body, request.scope[TOOLS], settings.show_calls)
         if not conv.intercepts:
             return await relay(upstream, request, raw)
         exchange = await engine.start(conv, *client_of(request), watch)
@@ -167,8 +169,10 @@ def create_app(
         Middleware(Observed, metrics=metrics),
         Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes),
     ]
-    if settings.api_keys:
-        middleware.append(Middleware(ClientKeys, keys=settings.api_keys))
+    if settings.api_keys or settings.clients:
+        keys = settings.api_keys or ()
+        middleware.append(Middleware(ClientKeys, keys=keys, clients=settings.clients))
+    middleware.append(Middleware(ToolPolicy, registry=registry))
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", drain.guard(chat_completions), methods=["POST"]),

@@ -1,4 +1,5 @@
-"""Client authentication: when keys are configured, `/v1` requests must present one (Bearer)."""
+"""Client authentication: when keys are configured, `/v1` requests must present one (Bearer),
+and the scope then says which client presented it."""
 
 from __future__ import annotations
 
@@ -6,33 +7,51 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from proxy.config import Client
 from proxy.errors import APIError
+
+# The scope key under which the `Client` of a config-file key is found (absent for a key of
+# `api_keys`, and without client keys).
+CLIENT = "proxy.client"
 
 
 class ClientKeys:
-    """Pure ASGI middleware (no per-request overhead beyond one header lookup)."""
+    """Pure ASGI middleware (no per-request overhead beyond one header lookup and one
+    constant-time comparison per key)."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...], clients: tuple[Client, ...]) -> None:
         self.app = app
-        self.keys = [k.encode() for k in keys]
+        self.keys = [key.encode() for key in keys] + [client.key.encode() for client in clients]
+        self.holders: list[Client | None] = [None for _ in keys] + list(clients)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1") and not self._allowed(scope):
-            error = APIError.of(
-                401,
-                "Incorrect API key provided. Use one of the keys set in TOOL_PROXY_API_KEYS "
-                "as the Bearer token.",
-                code="invalid_api_key",
-            )
-            await error.response()(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+            found = self._match(scope)
+            if found is None:
+                error = APIError.of(
+                    401,
+                    "Incorrect API key provided. Use one of the proxy's client keys "
+                    "(TOOL_PROXY_API_KEYS, or a [clients.NAME] key of its config file) as the "
+                    "Bearer token.",
+                    code="invalid_api_key",
+                )
+                await error.response()(scope, receive, send)
+                return
+            holder = self.holders[found]
+            if holder is not None:
+                scope[CLIENT] = holder
         await self.app(scope, receive, send)
 
-    def _allowed(self, scope: Scope) -> bool:
+    def _match(self, scope: Scope) -> int | None:
+        """Which key the request presents, by its place in `keys`; None for none known."""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    token = token.strip()
-                    return any(hmac.compare_digest(token, key) for key in self.keys)
-        return False
+                if scheme.lower() != b"bearer":
+                    return None
+                token = token.strip()
+                for i, key in enumerate(self.keys):
+                    if hmac.compare_digest(token, key):
+                        return i
+                return None
+        return None

@@ -10,7 +10,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,12 +21,23 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Client:
+    """A client key of the config file (`[clients.NAME]`): the name it is known by, the
+    Bearer token it presents, and the server tools it may use (None: every one)."""
+
+    name: str
+    key: str = field(repr=False)  # never in a log line or a traceback
+    tools: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     upstream: str = "https://api.openai.com/v1"
     host: str = "127.0.0.1"
     port: int = 8080
     upstream_api_key: str | None = None
     api_keys: tuple[str, ...] | None = None
+    clients: tuple[Client, ...] = ()
     plugins: tuple[str, ...] | None = None
     max_rounds: int = 8
     tool_timeout: float = 30.0
@@ -61,9 +72,16 @@ class Settings:
                 "would lose it. Set TOOL_PROXY_STORE to a redis:// URL shared by the workers, "
                 "or run one worker."
             )
-        if self.api_keys and not self.upstream_api_key:
+        shared = [c.name for c in self.clients if c.key in (self.api_keys or ())]
+        if shared:
             raise ConfigError(
-                "api_keys ($TOOL_PROXY_API_KEYS) is set but upstream_api_key "
+                f"client {shared[0]!r} has a key that is also in api_keys "
+                "($TOOL_PROXY_API_KEYS): a key names one client; remove it from one of them"
+            )
+        if (self.api_keys or self.clients) and not self.upstream_api_key:
+            which = "api_keys ($TOOL_PROXY_API_KEYS)" if self.api_keys else "clients (config file)"
+            raise ConfigError(
+                f"{which} is set but upstream_api_key "
                 "($TOOL_PROXY_UPSTREAM_API_KEY) is not: the proxy would have no key for the "
                 "upstream, and it never sends its clients' keys there. Set "
                 "TOOL_PROXY_UPSTREAM_API_KEY to the upstream's key (any value, e.g. 'none', for "
@@ -92,9 +110,10 @@ class Spec:
     """One setting: how to read it, what bounds it, and what `--help` says of it."""
 
     name: str
-    kind: str  # "str", "int", "float", "bool", "list"
+    kind: str  # "str", "int", "float", "bool", "list", "clients"
     help: str
     flag: bool = True  # secrets are kept off the command line (and out of `ps`)
+    file_only: bool = False  # tables, read from the TOML file only
     minimum: float | None = None  # inclusive
     positive: bool = False
     why: str = ""  # the reason for `minimum`
@@ -135,6 +154,8 @@ class Spec:
                 return f"must be at least {self.minimum:g}{why}, got {value}"
         if self.name == "port" and not 0 <= value <= 65535:
             return f"must be 0-65535, got {value}"
+        if self.kind == "clients":
+            return _shared_key(value)
         return None
 
 
@@ -157,6 +178,15 @@ SPECS: dict[str, Spec] = {
             "list",
             "comma-separated keys clients must present (Bearer); needs upstream_api_key",
             flag=False,
+        ),
+        Spec(
+            "clients",
+            "clients",
+            "config file only: [clients.NAME] tables, each a client key (key = the Bearer "
+            "token) and the server tools it may use (tools = [...]; unset = every tool); "
+            "needs upstream_api_key",
+            flag=False,
+            file_only=True,
         ),
         Spec("plugins", "list", "comma-separated entry-point names to load; unset = all"),
         Spec(
@@ -242,6 +272,7 @@ _KINDS = {
     "list": "a comma-separated list",
     "bool": "true or false",
     "str": "a string",
+    "clients": "tables: [clients.NAME] with key and, optionally, tools",
 }
 
 
@@ -258,7 +289,7 @@ def load_settings(
     if path:
         values.update(_from_file(Path(path)))
     for spec in SPECS.values():
-        raw = environ.get(spec.env)
+        raw = None if spec.file_only else environ.get(spec.env)
         if raw not in (None, ""):
             values[spec.name] = _coerce(spec, raw, f"${spec.env}")
     for name, value in flags.items():
@@ -295,6 +326,8 @@ def _coerce(spec: Spec, value: Any, where: str) -> Any:
 
 
 def _typed(spec: Spec, value: Any, where: str) -> Any:
+    if spec.kind == "clients":
+        return _clients(value, where)
     try:
         if spec.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int | str):
@@ -324,6 +357,40 @@ def _typed(spec: Spec, value: Any, where: str) -> Any:
         ) from None
 
 
+def _clients(value: Any, where: str) -> tuple[Client, ...]:
+    """The `[clients.NAME]` tables, each checked: a table with a key and maybe a tool list."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"clients (from {where}) must be {_KINDS['clients']}")
+    found = []
+    for name, table in value.items():
+        what = f"clients.{name} (from {where})"
+        if not isinstance(table, dict):
+            raise ConfigError(f'{what} must be a table: [clients.{name}] with key = "..."')
+        unknown = sorted(set(table) - {"key", "tools"})
+        if unknown:
+            raise ConfigError(f"{what}: unknown field(s) {', '.join(unknown)}; known: key, tools")
+        key = table.get("key")
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"{what} needs a key: the Bearer token this client presents")
+        tools = table.get("tools")
+        if tools is not None:
+            if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+                raise ConfigError(f"{what}: tools must be a list of tool names")
+            tools = tuple(t.strip() for t in tools if t.strip())
+        found.append(Client(name, key.strip(), tools))
+    return tuple(found)
+
+
+def _shared_key(clients: tuple[Client, ...]) -> str | None:
+    """Two clients with one key: which of them a request comes from could not be told."""
+    first: dict[str, str] = {}
+    for client in clients:
+        other = first.setdefault(client.key, client.name)
+        if other != client.name:
+            return f"{other!r} and {client.name!r} have the same key: each needs its own"
+    return None
+
+
 def warnings_for(settings: Settings) -> list[str]:
     """Settings that are valid but probably not what was meant, to say once at start."""
     found = []
@@ -334,7 +401,7 @@ def warnings_for(settings: Settings) -> list[str]:
             f"a versioned base such as {settings.upstream.rstrip('/')}/v1, and every request "
             "would go to the upstream's root instead"
         )
-    if not settings.api_keys and not _loopback(settings.host):
+    if not settings.api_keys and not settings.clients and not _loopback(settings.host):
         found.append(
             f"listening on {settings.host}, beyond this machine, without client keys: anyone "
             "who reaches the port can use the upstream (set TOOL_PROXY_API_KEYS)"

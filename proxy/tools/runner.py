@@ -16,6 +16,7 @@ from typing import Any
 
 from proxy.observe import tracing
 from proxy.observe.record import current
+from proxy.tools.context import CALLER
 from proxy.tools.registry import Registry
 from proxy.tools.schema import first_problem, unexpected
 from proxy.tools.text import NotJSON, as_text, truncated
@@ -150,7 +151,7 @@ class ToolRunner:
         try:
             async with self._thread_for(tool) as thread, deadline:
                 deadline.reschedule(asyncio.get_running_loop().time() + timeout)
-                kwargs = tool.prepare(arguments)
+                kwargs = tool.prepare(arguments, CALLER.get())
                 if thread is None:
                     value = await tool.handler(**kwargs)
                 else:

@@ -15,6 +15,8 @@ from typing import Any
 import docstring_parser
 import jsonschema
 
+from proxy.tools.context import context_parameter
+
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
@@ -23,6 +25,7 @@ def schema_from_signature(
 ) -> tuple[str, dict[str, Any]]:
     """Return `(description, parameters schema)` for `fn` from its type hints and docstring.
 
+    A parameter typed `RequestContext` is the proxy's to fill, never in the schema.
     Unknown properties are refused (`additionalProperties: false`) unless `fn` takes
     `**kwargs`: an argument it cannot take would otherwise pass validation and fail as a
     Python `TypeError`. In strict mode every property is required and optional ones admit
@@ -37,9 +40,12 @@ def schema_from_signature(
     properties: dict[str, Any] = {}
     required: list[str] = []
     takes_any = False
+    context = context_parameter(fn)
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             takes_any = takes_any or param.kind is param.VAR_KEYWORD
+            continue
+        if param.name == context:
             continue
         hint = hints.get(param.name, Any)
         prop = schema_for_type(hint)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import enum
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, overload
 
 import jsonschema
 
+from proxy.tools.context import SECRET_HEADERS, Caller, RequestContext, context_parameter
 from proxy.tools.schema import schema_from_signature, strict_problems
 
 
@@ -29,6 +30,7 @@ class Tool:
     handler: Callable[..., Any]
     timeout: float | None = None
     strict: bool = False
+    context_headers: frozenset[str] = frozenset()  # lower-case; passed in its RequestContext
 
     def __post_init__(self) -> None:
         if (
@@ -54,6 +56,17 @@ class Tool:
                 )
         if self.timeout is not None and self.timeout <= 0:
             raise ToolDefinitionError(f"tool {self.name!r} timeout must be positive")
+        if self.context_headers and self.context_parameter is None:
+            raise ToolDefinitionError(
+                f"tool {self.name!r} chooses context_headers but takes no parameter typed "
+                "RequestContext to receive them"
+            )
+        secret = sorted(self.context_headers & SECRET_HEADERS)
+        if secret or any(name != name.lower() for name in self.context_headers):
+            raise ToolDefinitionError(
+                f"tool {self.name!r} context_headers must be lower-case names of headers "
+                f"without credentials, got {sorted(self.context_headers)}"
+            )
 
     @cached_property
     def validator(self) -> jsonschema.protocols.Validator:
@@ -78,13 +91,23 @@ class Tool:
             return None
 
     @cached_property
+    def context_parameter(self) -> str | None:
+        """The handler's parameter typed `RequestContext`: the runner fills it, never the
+        model."""
+        return context_parameter(self.handler)
+
+    @cached_property
     def accepts(self) -> tuple[str, ...] | None:
-        """The argument names the handler takes, in order; None when it takes any
-        (`**kwargs`) or its signature cannot be read."""
+        """The argument names the model may give, in the handler's order; None when it takes
+        any (`**kwargs`) or its signature cannot be read."""
         params = self._parameters
         if params is None or any(p.kind is p.VAR_KEYWORD for p in params):
             return None
-        return tuple(p.name for p in params if p.kind is not p.VAR_POSITIONAL)
+        return tuple(
+            p.name
+            for p in params
+            if p.kind is not p.VAR_POSITIONAL and p.name != self.context_parameter
+        )
 
     @cached_property
     def _defaulted(self) -> frozenset[str]:
@@ -108,12 +131,16 @@ class Tool:
             if isinstance(hint, type) and issubclass(hint, enum.Enum)
         }
 
-    def prepare(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The keyword arguments for the handler from already-validated JSON arguments.
+    def prepare(self, arguments: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
+        """The keyword arguments for the handler from already-validated JSON arguments, and
+        the context of the request `caller` made, if the handler asks for it.
 
         A `null` for a parameter with a non-null default means "use the default": strict mode
         makes every parameter required, so that is how a model leaves one out.
         """
+        if self.context_parameter is not None:
+            context = RequestContext() if caller is None else caller.context(self.context_headers)
+            arguments = {**arguments, self.context_parameter: context}
         if self._defaulted:
             arguments = {
                 k: v for k, v in arguments.items() if v is not None or k not in self._defaulted
@@ -147,6 +174,7 @@ def tool(
     parameters: dict[str, Any] | None = None,
     timeout: float | None = None,
     strict: bool = False,
+    context_headers: Iterable[str] = (),
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -159,11 +187,18 @@ def tool(
     parameters: dict[str, Any] | None = None,
     timeout: float | None = None,
     strict: bool = False,
+    context_headers: Iterable[str] = (),
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Register a function as a server-side tool, bare (`@tool`) or with options (`@tool(...)`).
 
-    The JSON schema and description come from the signature and docstring unless given.
+    The JSON schema and description come from the signature and docstring unless given. A
+    parameter typed `RequestContext` receives the request's context, with the request headers
+    named in `context_headers` (case-insensitive; never credentials).
     """
+    if isinstance(context_headers, str):
+        raise ToolDefinitionError(
+            f"context_headers must be a list of names, got {context_headers!r}"
+        )
 
     def make(fn: Callable[..., Any]) -> Tool:
         derived_description, derived_parameters = schema_from_signature(fn, strict=strict)
@@ -174,6 +209,7 @@ def tool(
             handler=fn,
             timeout=timeout,
             strict=strict,
+            context_headers=frozenset(h.lower() for h in context_headers),
         )
 
     if func is not None:

@@ -1,0 +1,79 @@
+"""Which server tools a request may use: those its client key may use (`[clients.NAME]` in
+the config file; every tool for any other key), narrowed for one request by the
+`X-Tool-Proxy-Tools` header — never widened, as a gateway's per-request selection narrows
+the access a key already has and grants none. And whom their calls serve
+(`proxy.tools.context`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from proxy.auth import CLIENT
+from proxy.config import Client, ConfigError
+from proxy.tools.context import calling
+from proxy.tools.registry import Registry
+
+HEADER = b"x-tool-proxy-tools"  # "none", or tool names separated by commas
+REQUEST_ID = b"x-request-id"  # set by `proxy.observe` on every request
+# The scope key under which the `Registry` of the tools the request may use is found.
+TOOLS = "proxy.tools"
+
+
+def check_clients(clients: Collection[Client], registry: Registry) -> None:
+    """Refuse to start with an allow-list naming a tool no plugin registered: a misspelt
+    name would otherwise deny the tool without a word."""
+    for client in clients:
+        unknown = [name for name in client.tools or () if name not in registry]
+        if unknown:
+            raise ConfigError(
+                f"clients.{client.name} may use tool(s) {', '.join(map(repr, unknown))}, but "
+                f"no plugin registers them; registered: {', '.join(registry) or 'none'}"
+            )
+
+
+class ToolPolicy:
+    """Pure ASGI middleware, inside `ClientKeys`: puts the request's tools in the scope
+    (`TOOLS`), takes the header off the request — it is the proxy's, never the upstream's —
+    and says whom the request's tool calls serve."""
+
+    def __init__(self, app: ASGIApp, registry: Registry) -> None:
+        self.app = app
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client: Client | None = scope.get(CLIENT)
+            scope[TOOLS] = self._tools(scope, client)
+            request_id = next((v for n, v in scope["headers"] if n == REQUEST_ID), None)
+            calling(
+                None if request_id is None else request_id.decode("latin-1"),
+                None if client is None else client.name,
+                scope["headers"],
+            )
+        await self.app(scope, receive, send)
+
+    def _tools(self, scope: Scope, client: Client | None) -> Registry:
+        names = None if client is None or client.tools is None else set(client.tools)
+        asked = _asked(scope)
+        if asked is not None:
+            names = asked if names is None else names & asked
+        if names is None:
+            return self.registry
+        return Registry(entry for name, entry in self.registry.items() if name in names)
+
+
+def _asked(scope: Scope) -> set[str] | None:
+    """The names the header asks for (none for `none`), taken off the scope's headers; None
+    without the header, or with an empty one."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    values = [value for name, value in headers if name == HEADER]
+    if not values:
+        return None
+    scope["headers"] = [(name, value) for name, value in headers if name != HEADER]
+    text = b",".join(values).decode("latin-1").strip()
+    if text.lower() == "none":
+        return set()
+    return {name.strip() for name in text.split(",")} - {""} or None
