@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, Settings, load_settings, warnings_for
+from proxy.config import Client, ConfigError, Settings, load_settings, warnings_for
 
 
 def write(path: Path, text: str) -> Path:
@@ -462,3 +462,72 @@ def test_workers_beyond_one_need_a_shared_store() -> None:
 def test_a_setting_with_choices_names_them() -> None:
     with pytest.raises(ConfigError, match="one of text, json, got 'yaml'"):
         load_settings(environ={"TOOL_PROXY_LOG_FORMAT": "yaml"})
+
+
+# --------------------------------------------------------------------------- client keys
+
+CLIENTS = """
+upstream_api_key = "sk-up"
+
+[clients.team-a]
+key = "sk-team-a"
+tools = ["calculate", " clock "]
+
+[clients.ops]
+key = "sk-ops"
+"""
+
+
+def test_client_keys_from_the_file(tmp_path: Path) -> None:
+    settings = load_settings(environ={}, config_file=write(tmp_path / "c.toml", CLIENTS))
+    assert settings.clients == (
+        Client("team-a", "sk-team-a", ("calculate", "clock")),
+        Client("ops", "sk-ops", None),  # every tool
+    )
+    assert "sk-team-a" not in repr(settings)  # a key never reaches a log line
+
+
+def test_client_keys_come_from_the_file_only(tmp_path: Path) -> None:
+    environ = {"TOOL_PROXY_CLIENTS": "team-a=sk-x", "TOOL_PROXY_UPSTREAM_API_KEY": "u"}
+    assert load_settings(environ=environ).clients == ()
+
+
+def test_client_keys_need_an_upstream_key_too(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", CLIENTS.replace('upstream_api_key = "sk-up"', ""))
+    with pytest.raises(ConfigError, match=r"clients \(config file\) is set but upstream_api_key"):
+        load_settings(environ={}, config_file=path)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('clients = "sk-secret"', "must be tables: [clients.NAME]"),
+        ('[clients]\nteam-a = "sk-secret"', "clients.team-a (from config file"),
+        ("[clients.team-a]\ntools = []", "clients.team-a (from config file"),
+        ('[clients.team-a]\nkey = " "', "needs a key"),
+        ('[clients.team-a]\nkey = "sk-secret"\ntools = "calculate"', "list of tool names"),
+        ('[clients.team-a]\nkey = "sk-secret"\nmodels = []', "unknown field(s) models"),
+        (
+            '[clients.a]\nkey = "sk-secret"\n[clients.b]\nkey = "sk-secret"',
+            "'a' and 'b' have the same key",
+        ),
+    ],
+)
+def test_bad_client_keys_are_named_never_shown(tmp_path: Path, text: str, words: str) -> None:
+    path = write(tmp_path / "c.toml", f'upstream_api_key = "u"\n{text}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={}, config_file=path)
+    assert words in str(caught.value)
+    assert "sk-secret" not in str(caught.value)
+
+
+def test_a_key_is_one_client_s(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", CLIENTS)
+    environ = {"TOOL_PROXY_API_KEYS": "sk-other,sk-ops"}
+    with pytest.raises(ConfigError, match="client 'ops' has a key that is also in api_keys"):
+        load_settings(environ=environ, config_file=path)
+
+
+def test_client_keys_count_as_client_auth_beyond_loopback() -> None:
+    settings = Settings(host="0.0.0.0", clients=(Client("a", "k"),), upstream_api_key="u")
+    assert warnings_for(settings) == []
