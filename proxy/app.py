@@ -165,8 +165,17 @@ def create_app(
         await store.aclose()
         runner.close()
 
+    routes = [
+        Route("/v1/chat/completions", drain.guard(chat_completions), methods=["POST"]),
+        Route("/v1/responses", drain.guard(responses), methods=["POST"]),
+        Route("/v1/{path:path}", drain.guard(passthrough), methods=_ALL_METHODS),
+        Route("/health", health, methods=["GET"]),
+        Route("/health/liveness", liveness, methods=["GET"]),
+        Route("/health/readiness", readiness, methods=["GET"]),
+        Route("/metrics", metrics.endpoint(lambda: runner.hung_threads), methods=["GET"]),
+    ]
     middleware = [
-        Middleware(Observed, metrics=metrics),
+        Middleware(Observed, metrics=metrics, routes=routes),
         Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes),
     ]
     if settings.api_keys or settings.clients:
@@ -174,15 +183,7 @@ def create_app(
         middleware.append(Middleware(ClientKeys, keys=keys, clients=settings.clients))
     middleware.append(Middleware(ToolPolicy, registry=registry))
     app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", drain.guard(chat_completions), methods=["POST"]),
-            Route("/v1/responses", drain.guard(responses), methods=["POST"]),
-            Route("/v1/{path:path}", drain.guard(passthrough), methods=_ALL_METHODS),
-            Route("/health", health, methods=["GET"]),
-            Route("/health/liveness", liveness, methods=["GET"]),
-            Route("/health/readiness", readiness, methods=["GET"]),
-            Route("/metrics", metrics.endpoint(lambda: runner.hung_threads), methods=["GET"]),
-        ],
+        routes=routes,
         middleware=middleware,
         exception_handlers={404: not_found, APIError: api_error, Exception: crash},
         lifespan=lifespan,

@@ -7,8 +7,9 @@ Per relayed chunk it adds one plain function call (`send` passed through), no mo
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.observe import logs, tracing
@@ -18,9 +19,13 @@ from proxy.observe.request_id import HEADER, accepted
 
 
 class Observed:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    """`routes` are the app's: a request refused before routing (a wrong key, a body too
+    large) is still labelled with the route it asked for."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,6 +65,10 @@ class Observed:
                         span.update_name(f"{method} {record.route}")
         finally:
             served(token)
+            if "route" not in scope:
+                scope["route"] = next(
+                    (r for r in self.routes if r.matches(scope)[0] is not Match.NONE), None
+                )
             record.ended()
             logs.request_line(record)
 
