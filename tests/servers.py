@@ -90,9 +90,9 @@ def upstream_app(
     """
 
     async def handle(request: Request) -> Response:
-        body = await request.body()
-        script.paths.append(f"{request.method} {request.url.path}?{request.url.query}")
-        reply = script.next_reply(body, dict(request.headers))
+        query = request.url.query
+        target = request.scope["raw_path"].decode("latin-1") + (f"?{query}" if query else "")
+        reply = script.answer(request.method, target, request.headers.raw, await request.body())
 
         async def pieces() -> Any:
             for i, piece in enumerate(reply.pieces):
@@ -131,19 +131,10 @@ class Loopback:
     def reply_to(
         self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> Reply:
-        script = self.script
         try:
-            if script is None:
+            if self.script is None:
                 raise AssertionError(f"the upstream got {method} {target} with no script")
-            text = [(name.decode("latin-1").lower(), v.decode("latin-1")) for name, v in headers]
-            merged: dict[str, str] = {}
-            for name, value in text:
-                merged[name] = f"{merged[name]}, {value}" if name in merged else value
-            path, _, query = target.partition("?")
-            script.paths.append(f"{method} {path}?{query}")
-            script.urls.append(f"http://{merged.get('host', '')}{target}")
-            script.raw_headers.append(headers)
-            return script.next_reply(body, merged)
+            return self.script.answer(method, target, headers, body)
         except AssertionError as exc:
             self.errors.append(exc)
             error = {"error": {"message": str(exc), "type": "test_error"}}
@@ -176,14 +167,14 @@ class _Exchange(asyncio.Protocol):
     def __init__(self, upstream: Loopback) -> None:
         self.upstream = upstream
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # once connected
         self.task: asyncio.Task[None] | None = None
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         self.upstream.exchanges.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -208,15 +199,14 @@ class _Exchange(asyncio.Protocol):
         self.body += body
 
     def on_message_complete(self) -> None:
-        method = self.parser.get_method().decode()
-        reply = self.upstream.reply_to(method, self.target.decode(), self.headers, self.body)
+        method, target = self.parser.get_method().decode(), self.target.decode("latin-1")
+        reply = self.upstream.reply_to(method, target, self.headers, self.body)
         self.target, self.headers, self.body = b"", [], b""
         self.task = asyncio.get_running_loop().create_task(self.send(reply))
 
     async def send(self, reply: Reply) -> None:
         """The head, then each piece as its own write with `GAP` between them. An event
         stream is chunked, as real upstreams send one; any other body has its length."""
-        assert self.transport is not None
         chunked = reply.content_type == "text/event-stream"
         pieces = reply.pieces
         length = sum(len(p) for p in pieces if isinstance(p, bytes))
@@ -238,7 +228,6 @@ class _Exchange(asyncio.Protocol):
 
     def reset(self) -> None:
         """End the connection with a reset, as a crashed server or a middlebox does."""
-        if self.transport is not None:
-            sock = self.transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.transport.abort()
+        sock = self.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()

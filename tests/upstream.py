@@ -73,8 +73,23 @@ class ScriptedUpstream:
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.urls: list[str] = []
-        self.raw_headers: list[list[tuple[bytes, bytes]]] = []  # as sent (`loopback`)
+        self.raw_headers: list[list[tuple[bytes, bytes]]] = []
         self.stalled = 0  # replies whose gate was never opened (tests/servers.py)
+
+    def answer(
+        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> Reply:
+        """Record a request as it arrived (its headers byte for byte; by lower-case name,
+        repeats joined, in `headers`) and reply to it."""
+        merged: dict[str, str] = {}
+        for raw_name, raw_value in headers:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            merged[name] = f"{merged[name]}, {value}" if name in merged else value
+        path, _, query = target.partition("?")
+        self.paths.append(f"{method} {path}?{query}")
+        self.urls.append(f"http://{merged.get('host', '')}{target}")
+        self.raw_headers.append(headers)
+        return self.next_reply(body, merged)
 
     def next_reply(self, body: bytes, headers: dict[str, str]) -> Reply:
         try:
