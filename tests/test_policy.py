@@ -11,8 +11,10 @@ import httpx2
 import openai
 import pytest
 
+from proxy import tool
 from proxy.app import create_app
 from proxy.config import Client, ConfigError, Settings
+from proxy.tools.registry import Registry
 from tests.chunks import calls_round, text_round
 from tests.conftest import SERVER_TOOLS, mocked_app, openai_client
 from tests.events import body_round
@@ -157,3 +159,17 @@ def test_an_allow_list_naming_an_unknown_tool_stops_the_start() -> None:
         create_app(settings, SERVER_TOOLS)
     assert "'weather'" not in str(caught.value).split("registered")[0]  # only the unknown one
     assert "sk-team-a" not in str(caught.value)
+
+
+async def test_none_means_no_tool_even_one_named_none(
+    upstream: Callable[..., ScriptedUpstream],
+) -> None:
+    @tool(name="none")
+    def nothing() -> str:
+        """Does nothing."""
+        return ""
+
+    up = upstream(text_round("ok"))
+    app = mocked_app(Registry.of(nothing, *(e.tool for e in SERVER_TOOLS.values())))
+    await chat(openai_client(app), "none")
+    assert "tools" not in up.requests[0]
