@@ -1,5 +1,6 @@
 """`openai-tool-proxy serve --workers 2` run for real on one Redis: both processes answer on the
-one port, a signal to the command drains them and it exits 0, a worker that dies ends them all.
+one port, `/metrics` counts both, a signal to the command drains them and it exits 0, a worker
+that dies ends them all.
 
 Which worker answers is made certain, not left to chance: the test tool `hold` blocks its
 worker's event loop (on purpose) until a later call releases it, so while one request is held
@@ -25,7 +26,7 @@ import pytest
 
 from tests.chunks import calls_round, text_round
 from tests.distributions import write_distribution
-from tests.processes import clean_env, free_port, stop, wait_healthy
+from tests.processes import clean_env, free_port, get, stop, wait_healthy
 from tests.redis_server import redis_url  # noqa: F401 - a fixture
 from tests.servers import serve, upstream_app
 from tests.upstream import Reply, ScriptedUpstream
@@ -163,6 +164,9 @@ def test_both_workers_answer_and_a_signal_drains_them(
         answers = {ask(url), first.result(timeout=10)}
         metrics = Path(tool_results(script)[0].split()[1])
         assert metrics.is_dir()
+        # One call in each worker; a scrape of either counts both.
+        _, scraped = get(url.removesuffix("/v1") + "/metrics")
+        assert b'tool_proxy_tool_calls_total{gen_ai_tool_name="hold",outcome="ok"} 2.0' in scraped
         if ctrl_c:  # the terminal signals the command's whole process group
             os.killpg(proc.pid, signal.SIGINT)
         else:
