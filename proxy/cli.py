@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from proxy import __version__
 from proxy.config import SPECS, ConfigError, Settings, load_settings, warnings_for
+from proxy.policy import check_clients
 from proxy.tools.registry import PluginError, Registry, load_registry
 
 
@@ -23,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config_file=args.config,
         )
         registry = load_registry(settings.plugins)
+        check_clients(settings.clients, registry)
     except (ConfigError, PluginError) as exc:
         print(f"openai-tool-proxy: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
@@ -101,14 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    secrets = [spec for spec in SPECS.values() if not spec.flag]
+    secrets = [spec for spec in SPECS.values() if not spec.flag and not spec.file_only]
+    tables = [spec for spec in SPECS.values() if spec.file_only]
     serve_cmd = commands.add_parser(
         "serve",
         help="run the proxy",
         description="Run the proxy. Every setting can also come from its environment variable "
         "or the TOML config file (flags win over the environment, which wins over the file).",
         epilog="kept off the command line (environment or config file only): "
-        + "; ".join(f"{s.env} ({s.name}): {s.help}" for s in secrets),
+        + "; ".join(f"{s.env} ({s.name}): {s.help}" for s in secrets)
+        + ". Config file only: "
+        + "; ".join(f"[{s.name}.NAME]: {s.help}" for s in tables),
     )
     for spec in SPECS.values():
         if spec.flag:
