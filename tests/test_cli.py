@@ -363,3 +363,16 @@ def test_serve_bounds_request_heads_by_its_setting_while_they_arrive(tmp_path: P
     finally:
         stop(proc)
     assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_an_allow_list_naming_an_unknown_tool_stops_the_command_cleanly(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        'upstream_api_key = "u"\n[clients.team-a]\nkey = "sk-a"\ntools = ["nope"]\n',
+        encoding="utf-8",
+    )
+    for command in (["tools"], ["serve", "--port", "0"]):
+        result = run_cli([*command, "--config", str(config)], clean_env(), tmp_path)
+        assert result.returncode == 2
+        assert "clients.team-a" in result.stderr and "'nope'" in result.stderr
+        assert "Traceback" not in result.stderr and "sk-a" not in result.stderr
