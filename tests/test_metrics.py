@@ -4,6 +4,7 @@ endpoint needs no client key; several worker processes are summed."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -12,11 +13,15 @@ from typing import Any
 
 import httpx
 import httpx2
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from proxy import tool
+from proxy.observe.metrics import Metrics
+from proxy.observe.record import Record, served, serving
 from proxy.tools.registry import Registry
+from proxy.tools.runner import ToolCall, ToolRunner
 from tests.chunks import calls_round, completion, text_round, usage
 from tests.conftest import mocked_app, openai_client, weather
 from tests.events import body_round, call_events, message_events, stream_round
@@ -139,6 +144,12 @@ async def test_tool_outcomes_are_ok_error_or_timeout_and_hung_threads_are_shown(
     assert value(samples, calls, gen_ai_tool_name="broken", outcome="error") == 1
     assert value(samples, calls, gen_ai_tool_name="weather", outcome="ok") == 1
     assert value(samples, "tool_proxy_hung_tool_threads") == 1
+    for _ in range(200):  # the released thread ends: a scrape tells it at once
+        if value(await scrape(app), "tool_proxy_hung_tool_threads") == 0:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the hung thread is still counted")
 
 
 async def test_route_labels_are_templates_never_raw_paths(upstream):
@@ -206,3 +217,43 @@ def test_a_scrape_shows_the_other_processes_values(tmp_path: Path) -> None:
             stop(proc)
     assert value(samples, "tool_proxy_requests_total", route="/v1/other", status="200") == 3
     assert value(samples, "tool_proxy_requests_total", route="/health", status="200") >= 1
+
+
+async def test_a_call_to_no_registered_tool_is_counted_under_one_name() -> None:
+    """A model may make up any name: the label stays bounded."""
+    metrics = Metrics()
+    token = serving(Record("r", metrics=metrics))
+    try:
+        result = await ToolRunner(Registry.of(weather, plugin="tests"), 1).run(
+            ToolCall("c1", "made_up_name", "{}")
+        )
+    finally:
+        served(token)
+    assert not result.ok
+    samples = parse(generate_latest(metrics.registry).decode())
+    labels = {"gen_ai_tool_name": "unknown", "outcome": "error"}
+    assert value(samples, "tool_proxy_tool_calls_total", **labels) == 1
+    assert "made_up_name" not in str(samples)
+
+
+async def test_hung_threads_are_counted_as_a_call_ends_not_only_at_a_scrape() -> None:
+    """Under several workers a scrape reaches one of them: the others' counts are those
+    their last tool call left."""
+    gate = threading.Event()
+
+    @tool(timeout=0.01)
+    def held() -> str:
+        """Holds its thread."""
+        gate.wait(10)
+        return "late"
+
+    metrics = Metrics()
+    token = serving(Record("r", metrics=metrics))
+    runner = ToolRunner(Registry.of(held, plugin="tests"), 1)
+    try:
+        assert not (await runner.run(ToolCall("c1", "held", "{}"))).ok
+        assert metrics.registry.get_sample_value("tool_proxy_hung_tool_threads") == 1
+    finally:
+        served(token)
+        gate.set()
+        runner.close()
