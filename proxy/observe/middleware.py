@@ -60,15 +60,15 @@ class Observed:
                     record.status = record.status or 500
                     raise
                 finally:
+                    if "route" not in scope:  # refused before routing
+                        scope["route"] = next(
+                            (r for r in self.routes if r.matches(scope)[0] is not Match.NONE), None
+                        )
                     tracing.finish(span, _span_attributes(record), _error_type(record.status))
                     if span is not None:
                         span.update_name(f"{method} {record.route}")
         finally:
             served(token)
-            if "route" not in scope:
-                scope["route"] = next(
-                    (r for r in self.routes if r.matches(scope)[0] is not Match.NONE), None
-                )
             record.ended()
             logs.request_line(record)
 
