@@ -135,3 +135,12 @@ def test_the_request_context_example_runs_as_written(tmp_path: Path) -> None:
     assert list(tool.parameters["properties"]) == ["status"]  # the model never sees ctx
     ctx = RequestContext(request_id="r-1", client="team-a", headers={"x-user-id": "u-7"})
     assert tool("open", ctx) == "u-7 (client team-a, request r-1) has no open orders"
+
+
+def test_the_derived_image_shown_is_the_linted_one() -> None:
+    shown = block("dockerfile", "FROM openai-tool-proxy:0.1.0").splitlines()
+    linted = Path(__file__).parent.parent / "deploy" / "examples" / "plugin.Dockerfile"
+    instructions = [
+        line for line in linted.read_text(encoding="utf-8").splitlines() if not line.startswith("#")
+    ]
+    assert shown == instructions
