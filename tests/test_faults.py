@@ -215,16 +215,22 @@ def test_a_stream_that_ends_without_done_after_its_finish_is_whole() -> None:
         assert stream_text(stream) == "all here"
 
 
+def read_until_error(stream: Any) -> tuple[list[Any], openai.APIError]:
+    """What the client read of a stream, and the API error that ended it."""
+    seen = []
+    with pytest.raises(openai.APIError) as caught:
+        for piece in stream:
+            seen.append(piece)
+    return seen, caught.value
+
+
 def test_a_stream_that_ends_before_its_finish_ends_with_the_error_event() -> None:
     body = sse(chunk({"role": "assistant", "content": "half"}), done=False)
     script = ScriptedUpstream(Reply(body))
     with proxy(upstream_app(script)) as (url, _):
         stream = client(url).chat.completions.create(model="m", messages=USER, stream=True)
-        seen = []
-        with pytest.raises(openai.APIError) as caught:
-            for piece in stream:
-                seen.append(piece)
-    assert "ended before the completion" in caught.value.message
+        seen, error = read_until_error(stream)
+    assert "ended before the completion" in error.message
     assert [c.choices[0].delta.content for c in seen] == ["half"]
 
 
@@ -245,12 +251,9 @@ def test_a_second_round_that_fails_after_content_ends_with_the_error_event() -> 
     script = ScriptedUpstream(first, Reply(page, status=502, content_type="text/html"))
     with proxy(upstream_app(script)) as (url, _):
         stream = client(url).chat.completions.create(model="m", messages=USER, stream=True)
-        seen = []
-        with pytest.raises(openai.APIError) as caught:
-            for piece in stream:
-                seen.append(piece)
+        seen, error = read_until_error(stream)
     assert "".join(c.choices[0].delta.content or "" for c in seen if c.choices) == "Checking. "
-    assert "502" in caught.value.message and "Bad Gateway" in caught.value.message
+    assert "502" in error.message and "Bad Gateway" in error.message
 
 
 # --------------------------------------------------------------------------- the tools fail
