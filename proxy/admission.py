@@ -70,7 +70,8 @@ _REASONS = {431: "request line and headers too large", 413: "request body too la
 
 
 class Admission:
-    """Pure ASGI middleware, outermost: a refused request never reaches the routes."""
+    """Pure ASGI middleware, before the routes and the key check (only the request's
+    observation is outside it): a refused request never reaches them."""
 
     def __init__(self, app: ASGIApp, max_body: int, max_head: int) -> None:
         self.app = app

@@ -14,6 +14,11 @@ from proxy.errors import APIError
 # `api_keys`, and without client keys).
 CLIENT = "proxy.client"
 
+# Where a client's credentials come, in the order they are looked for; with the headers that
+# carry any other secret, what a tool may never read.
+CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
+SECRET_HEADERS = frozenset({*CREDENTIAL_HEADERS, "proxy-authorization", "cookie"})
+
 
 class ClientKeys:
     """Pure ASGI middleware (no per-request overhead beyond one header lookup and one

@@ -13,11 +13,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.auth import CLIENT
 from proxy.config import Client, ConfigError
-from proxy.tools.context import calling
+from proxy.observe.request_id import HEADER as REQUEST_ID
+from proxy.tools.context import CALLER, calling
 from proxy.tools.registry import Registry
 
 HEADER = b"x-tool-proxy-tools"  # "none", or tool names separated by commas
-REQUEST_ID = b"x-request-id"  # set by `proxy.observe` on every request
 # The scope key under which the `Registry` of the tools the request may use is found.
 TOOLS = "proxy.tools"
 
@@ -48,11 +48,16 @@ class ToolPolicy:
             client: Client | None = scope.get(CLIENT)
             scope[TOOLS] = self._tools(scope, client)
             request_id = next((v for n, v in scope["headers"] if n == REQUEST_ID), None)
-            calling(
+            token = calling(
                 None if request_id is None else request_id.decode("latin-1"),
                 None if client is None else client.name,
                 scope["headers"],
             )
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                CALLER.reset(token)
+            return
         await self.app(scope, receive, send)
 
     def _tools(self, scope: Scope, client: Client | None) -> Registry:
@@ -74,6 +79,6 @@ def _asked(scope: Scope) -> set[str] | None:
         return None
     scope["headers"] = [(name, value) for name, value in headers if name != HEADER]
     text = b",".join(values).decode("latin-1").strip()
-    if text.lower() == "none":
-        return set()
+    if "none" in {name.strip().lower() for name in text.split(",")}:
+        return set()  # `none` wins over any name beside it
     return {name.strip() for name in text.split(",")} - {""} or None

@@ -155,3 +155,16 @@ def test_chosen_headers_need_a_context_parameter() -> None:
         @tool(context_headers=["x-user-id"])
         def f(x: int) -> int:
             return x
+
+
+def test_no_tool_can_reach_a_secret_header_through_the_caller() -> None:
+    from proxy.tools.context import CALLER, calling
+
+    headers = [(b"authorization", b"Bearer sk-secret"), (b"cookie", b"c=1"), (b"x-user-id", b"u")]
+    token = calling("r-1", "team-a", headers)
+    try:
+        caller = CALLER.get()
+        assert caller is not None and list(caller.headers) == [(b"x-user-id", b"u")]
+    finally:
+        CALLER.reset(token)
+    assert CALLER.get() is None

@@ -157,3 +157,9 @@ def test_serve_writes_json_lines_at_debug_and_no_key() -> None:
     )
     assert '"GET /models HTTP/1.1" 401' not in logs  # uvicorn's access line
     assert not any(line["logger"] == "uvicorn.access" for line in lines)
+
+
+def test_a_list_in_a_plugins_log_line_is_written_not_lost() -> None:
+    record = logging.LogRecord("plugin", logging.INFO, __file__, 1, "x", None, None)
+    record.ids = [1, 2]
+    assert 'ids="[1, 2]"' in TextFormatter().format(record)

@@ -257,3 +257,15 @@ async def test_hung_threads_are_counted_as_a_call_ends_not_only_at_a_scrape() ->
         served(token)
         gate.set()
         runner.close()
+
+
+async def test_a_refused_request_is_labelled_with_the_route_that_would_serve_it(upstream):
+    app = mocked_app(api_keys=("sk-client",), upstream_api_key="none")
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://proxy.test"
+    ) as http:
+        # GET matches the chat route's path only; the passthrough route is the full match.
+        assert (await http.get("/v1/chat/completions")).status_code == 401
+    samples = await scrape(app)
+    requests = "tool_proxy_requests_total"
+    assert value(samples, requests, route="/v1/{path}", status="401") == 1

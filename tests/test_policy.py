@@ -109,6 +109,7 @@ async def test_none_on_responses(upstream: Callable[..., ScriptedUpstream]) -> N
         ("sk-team-a", "weather,get_stock_price", ["weather"]),  # never wider than the key
         ("sk-team-a", "get_stock_price", []),  # nothing the key allows: no server tool
         ("sk-team-a", " , ", ["weather"]),  # an empty list narrows nothing
+        ("sk-team-b", "weather, None", []),  # `none` wins over any name beside it
     ],
 )
 async def test_the_header_narrows_within_what_the_key_allows(

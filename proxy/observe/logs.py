@@ -88,19 +88,21 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        pairs = " ".join(f"{key}={_text(value)}" for key, value in _fields(record).items())
+        pairs = " ".join(f"{key}={_text(key, value)}" for key, value in _fields(record).items())
         if not pairs:
             return text
         head, newline, rest = text.partition("\n")  # a traceback stays after the fields
         return f"{head} {pairs}{newline}{rest}"
 
 
-def _text(value: Any) -> str:
+def _text(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, list):  # the tools: name:outcome:ms, …
+    if key == "tools":  # the request line's calls: name:outcome:ms, …
         return ",".join(f"{v['name']}:{v['outcome']}:{v['ms']}ms" for v in value) or "-"
-    text = str(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, str | int | float | bool):
+        text = str(value)
     if not text or any(c in text for c in ' "=\\') or not text.isprintable():
         return json.dumps(text)
     return text

@@ -61,9 +61,7 @@ class Observed:
                     raise
                 finally:
                     if "route" not in scope:  # refused before routing
-                        scope["route"] = next(
-                            (r for r in self.routes if r.matches(scope)[0] is not Match.NONE), None
-                        )
+                        scope["route"] = self._route_of(scope)
                     tracing.finish(span, _span_attributes(record), _error_type(record.status))
                     if span is not None:
                         span.update_name(f"{method} {record.route}")
@@ -71,6 +69,18 @@ class Observed:
             served(token)
             record.ended()
             logs.request_line(record)
+
+    def _route_of(self, scope: Scope) -> BaseRoute | None:
+        """The route the router would have chosen: the first full match, else the first
+        partial one (a path matched, the method not)."""
+        partial = None
+        for route in self.routes:
+            match = route.matches(scope)[0]
+            if match is Match.FULL:
+                return route
+            if match is Match.PARTIAL and partial is None:
+                partial = route
+        return partial
 
 
 def _span_attributes(record: Record) -> dict[str, str | int]:

@@ -10,10 +10,8 @@ from typing import Any
 
 import orjson
 
+from proxy.auth import CREDENTIAL_HEADERS
 from proxy.store.base import Store
-
-# The headers a client's credentials come in, in the order they are looked for.
-_CREDENTIALS = ("authorization", "api-key", "x-api-key")
 
 
 def namespace_of(headers: Iterable[tuple[str, str]]) -> str:
@@ -21,7 +19,7 @@ def namespace_of(headers: Iterable[tuple[str, str]]) -> str:
     found: dict[str, str] = {}
     for name, value in headers:  # the first of each, as the client-key check reads it
         found.setdefault(name.lower(), value)
-    credential = next((found[name] for name in _CREDENTIALS if name in found), "")
+    credential = next((found[name] for name in CREDENTIAL_HEADERS if name in found), "")
     return hashlib.sha256(credential.encode()).hexdigest()[:32]
 
 

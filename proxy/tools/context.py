@@ -10,14 +10,11 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
-# Headers that carry credentials: a tool may never ask for them.
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
-)
+from proxy.auth import SECRET_HEADERS
 
 
 @dataclass(frozen=True)
@@ -58,9 +55,11 @@ CALLER: ContextVar[Caller | None] = ContextVar("proxy_caller", default=None)
 
 def calling(
     request_id: str | None, client: str | None, headers: Iterable[tuple[bytes, bytes]]
-) -> None:
-    """Say who the current request's tool calls serve."""
-    CALLER.set(Caller(request_id, client, headers))
+) -> Token[Caller | None]:
+    """Say who the current request's tool calls serve (its secret headers left out: no tool
+    can read them); the token resets it."""
+    kept = [(n, v) for n, v in headers if n.decode("latin-1") not in SECRET_HEADERS]
+    return CALLER.set(Caller(request_id, client, kept))
 
 
 def context_parameter(fn: Callable[..., Any]) -> str | None:

@@ -12,7 +12,8 @@ from typing import Any, overload
 
 import jsonschema
 
-from proxy.tools.context import SECRET_HEADERS, Caller, RequestContext, context_parameter
+from proxy.auth import SECRET_HEADERS
+from proxy.tools.context import Caller, RequestContext, context_parameter
 from proxy.tools.schema import schema_from_signature, strict_problems
 
 
