@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
 from proxy.loop.stopwatch import HEADER as OVERHEAD_HEADER
 from proxy.loop.stopwatch import Stopwatch
+from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
 from proxy.observe.middleware import Observed
 from proxy.observe.record import current
@@ -160,10 +162,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gc.freeze()  # what start-up built lives on: no collection need walk it again
         yield
         await upstream.aclose()
         await store.aclose()
         runner.close()
+        tracing.shutdown()
 
     routes = [
         Route("/v1/chat/completions", drain.guard(chat_completions), methods=["POST"]),

@@ -39,10 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings, registry: Registry) -> int:
     """Run the proxy until SIGTERM or Ctrl+C, and drain it; the exit status."""
-    from proxy import drain, observe
+    from proxy import drain
     from proxy.app import create_app
+    from proxy.observe import logs, tracing
 
-    observe.setup(settings)  # inherited by forked workers
+    logs.configure(settings.log_level, settings.log_format)  # inherited by forked workers
     names = ", ".join(sorted(registry)) or "none"
     for warning in warnings_for(settings):
         print(f"openai-tool-proxy: warning: {warning}", file=sys.stderr)
@@ -53,6 +54,7 @@ def serve(settings: Settings, registry: Registry) -> int:
     )
 
     def serve_one(sockets: list[socket.socket] | None = None) -> int:
+        tracing.setup()  # in each worker: its exporter's thread, shut down with its app
         app = create_app(settings, registry)
         return drain.run(
             app,
@@ -62,7 +64,7 @@ def serve(settings: Settings, registry: Registry) -> int:
             sockets,
             max_header_bytes=settings.max_header_bytes,
             log_level=settings.log_level,
-            log_config=None,  # the proxy's own logging (`observe.setup`), uvicorn's lines too
+            log_config=None,  # the proxy's own logging (`logs.configure`), uvicorn's lines too
             access_log=False,  # the proxy logs each request itself, with more in the line
         )
 

@@ -40,7 +40,7 @@ def exported() -> Iterator[InMemorySpanExporter]:
     try:
         yield exporter
     finally:
-        tracing.reset()
+        tracing.shutdown()
 
 
 async def test_a_request_its_rounds_and_its_tool_calls_are_spans(upstream, exported):

@@ -3,7 +3,10 @@ the standard `OTEL_*` environment asks for an exporter: then one span per reques
 (`{method} {route}`), per upstream round (`chat {model}`) and per tool call
 (`execute_tool {gen_ai.tool.name}`), after the HTTP and GenAI semantic conventions.
 
-Off, nothing of OpenTelemetry is imported, and each hook is one `None` check.
+Off, nothing of OpenTelemetry is imported, and each hook is one `None` check. Set up in each
+serving process (each worker, after the fork: the SDK's export thread is per process) and shut
+down with its app, which exports the spans still batched: a worker leaves by `os._exit`, past
+the SDK's own atexit hook.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proxy")
 
+_provider: TracerProvider | None = None
 _tracer: Tracer | None = None
 
 
@@ -39,7 +43,7 @@ def asked(environ: Mapping[str, str]) -> bool:
 def setup(provider: TracerProvider | None = None) -> bool:
     """Trace with `provider`, or, when the environment asks for it, with an OTLP (HTTP)
     exporter configured by that environment; whether spans are made from now on."""
-    global _tracer
+    global _provider, _tracer
     if provider is None:
         if not asked(os.environ):
             return False
@@ -52,6 +56,7 @@ def setup(provider: TracerProvider | None = None) -> bool:
                 exc,
             )
             return False
+    _provider = provider
     _tracer = provider.get_tracer("openai-tool-proxy")
     return True
 
@@ -69,10 +74,12 @@ def _otlp_provider() -> TracerProvider:
     return provider
 
 
-def reset() -> None:
-    """Make no spans again."""
-    global _tracer
-    _tracer = None
+def shutdown() -> None:
+    """Export the spans not yet exported, and make no spans again."""
+    global _provider, _tracer
+    if _provider is not None:
+        _provider.shutdown()
+    _provider = _tracer = None
 
 
 def start(name: str, attributes: dict[str, Any]) -> Span | None:
