@@ -16,6 +16,11 @@ COPY plugins ./plugins
 RUN pip install --no-cache-dir . ./plugins/clock ./plugins/calculator
 
 FROM python:3.12-slim
+# tini as PID 1: it reaps the orphans a tool's subprocesses leave (the kernel hands them to PID 1,
+# and Python's serving process does not wait for them: zombies) and passes signals on to the proxy.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends 'tini=0.19.0-*' \
+    && rm -rf /var/lib/apt/lists/*
 # A fixed numeric id, so Kubernetes can check runAsNonRoot without a name lookup.
 RUN useradd --system --uid 10001 --gid 0 --no-create-home --shell /usr/sbin/nologin proxy
 COPY --from=build /opt/venv /opt/venv
@@ -35,4 +40,5 @@ STOPSIGNAL SIGTERM
 # Liveness only (the process serves): readiness, which checks the store, is for orchestrators.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/health/liveness' % os.environ.get('TOOL_PROXY_PORT', '8080'), timeout=2)"]
+ENTRYPOINT ["tini", "--"]
 CMD ["openai-tool-proxy", "serve"]

@@ -102,6 +102,10 @@ def test_the_image_installs_and_serves_as_the_readme_says() -> None:
     assert [word for word in installs[0][2:] if not word.startswith("--")] == targets
     command = json.loads(IMAGE_FILE.args("CMD")[0])
     assert command == serve[:2] == ["openai-tool-proxy", "serve"]
+    # Under an init that reaps the orphans tools leave: Debian's tini, in the runtime stage.
+    assert json.loads(IMAGE_FILE.args("ENTRYPOINT")[0]) == ["tini", "--"]
+    installs_tini = [run for run in IMAGE_FILE.args("RUN") if "'tini=" in run]
+    assert len(installs_tini) == 1 and "apt-get install" in installs_tini[0]
     # The README's flags are the image's environment, so `docker run -e` can change them.
     flags = dict(zip(serve[2::2], serve[3::2], strict=True))
     env = IMAGE_FILE.env()
