@@ -35,9 +35,10 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
+from proxy.observe.metrics import MULTIPROC_DIR
+
 log = logging.getLogger("proxy")
 
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)  # passed on as they came
 HANGUP = signal.SIGHUP  # passed on as a SIGTERM
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,11 +22,15 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 class Metrics:
@@ -37,6 +42,7 @@ class Metrics:
             # worker forked after the directory was named chooses again, before any metric.
             values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
         self.registry = registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         self.requests = Counter(
             "tool_proxy_requests_total",
             "Requests answered, by route template and status.",
@@ -93,6 +99,15 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+
+    def child(self, metric: M, *labels: str) -> M:
+        """`metric.labels(*labels)`, looked up once: prometheus_client's own lookup checks
+        and locks on every call (about 3 µs), on every request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return cast(M, found)
 
     def endpoint(self, hung_threads: Callable[[], int]) -> Callable[[Request], Awaitable[Response]]:
         """The `/metrics` endpoint; `hung_threads` tells this process's count at scrape time."""

@@ -47,14 +47,14 @@ class Record:
     def first_byte(self, seconds: float) -> None:
         """A round's upstream answered its first byte `seconds` after the request went."""
         if self.metrics is not None:
-            self.metrics.time_to_first_byte.labels(self.route).observe(seconds)
+            self.metrics.child(self.metrics.time_to_first_byte, self.route).observe(seconds)
 
     def tool_called(self, name: str, outcome: str, seconds: float, hung_threads: int) -> None:
         """A tool call ended; `hung_threads` are the sync tool threads hung now."""
         self.tools.append(ToolUse(name, outcome, seconds))
         if self.metrics is not None:
-            self.metrics.tool_calls.labels(name, outcome).inc()
-            self.metrics.tool_duration.labels(name).observe(seconds)
+            self.metrics.child(self.metrics.tool_calls, name, outcome).inc()
+            self.metrics.child(self.metrics.tool_duration, name).observe(seconds)
             self.metrics.hung_threads.set(hung_threads)
 
     def usage(self, usage: dict[str, Any] | None) -> None:
@@ -67,14 +67,14 @@ class Record:
         if metrics is None:
             return
         route = self.route
-        metrics.requests.labels(route, str(self.status)).inc()
+        metrics.child(metrics.requests, route, str(self.status)).inc()
         if self.rounds:
-            metrics.rounds.labels(route).observe(self.rounds)
+            metrics.child(metrics.rounds, route).observe(self.rounds)
         if self.watch is not None:
-            metrics.overhead.labels(route).observe(self.watch.total)
+            metrics.child(metrics.overhead, route).observe(self.watch.total)
         if self.tokens is not None:
-            metrics.tokens.labels("input").observe(self.tokens[0])
-            metrics.tokens.labels("output").observe(self.tokens[1])
+            metrics.child(metrics.tokens, "input").observe(self.tokens[0])
+            metrics.child(metrics.tokens, "output").observe(self.tokens[1])
 
 
 _current: ContextVar[Record | None] = ContextVar("proxy_request", default=None)
