@@ -1,6 +1,7 @@
 """openai-tool-proxy: an OpenAI-compatible reverse proxy that runs registered tools server-side.
 
-Plugin authors need only `tool` (and `RequestContext`, for a tool that acts as its caller):
+Plugin authors need only `tool` (and `RequestContext`, for a tool that acts as its caller;
+`ToolProvider`, for a plugin whose tools come from something that runs):
 
     from proxy import tool
 
@@ -11,7 +12,8 @@ Plugin authors need only `tool` (and `RequestContext`, for a tool that acts as i
 """
 
 from proxy.tools.context import RequestContext
+from proxy.tools.provider import ToolProvider
 from proxy.tools.tool import Tool, ToolDefinitionError, tool
 
-__all__ = ["RequestContext", "Tool", "ToolDefinitionError", "tool"]
+__all__ = ["RequestContext", "Tool", "ToolDefinitionError", "ToolProvider", "tool"]
 __version__ = "0.1.0"

@@ -162,8 +162,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await registry.start(settings.plugin_config)  # providers' tools, before serving
         gc.freeze()  # what start-up built lives on: no collection need walk it again
         yield
+        await registry.close()
         await upstream.aclose()
         await store.aclose()
         runner.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -30,11 +31,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if isinstance(exc, ConfigError) else 1
     if args.command == "tools":
         try:
-            print_tools(registry, json_output=args.json)
+            asyncio.run(list_tools(settings, registry, json_output=args.json))
         except BrokenPipeError:  # e.g. `openai-tool-proxy tools | head`
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep exit quiet
         return 0
     return serve(settings, registry)
+
+
+async def list_tools(settings: Settings, registry: Registry, json_output: bool) -> None:
+    """Print the tools, the tool providers' too: started for it, and closed."""
+    await registry.start(settings.plugin_config)
+    try:
+        print_tools(registry, json_output=json_output)
+    finally:
+        await registry.close()
 
 
 def serve(settings: Settings, registry: Registry) -> int:

@@ -39,6 +39,8 @@ class Settings:
     api_keys: tuple[str, ...] | None = None
     clients: tuple[Client, ...] = ()
     plugins: tuple[str, ...] | None = None
+    # Each plugin's own settings; kept out of reprs, as they may hold a plugin's secrets.
+    plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     max_rounds: int = 8
     tool_timeout: float = 30.0
     show_calls: bool = False
@@ -110,7 +112,7 @@ class Spec:
     """One setting: how to read it, what bounds it, and what `--help` says of it."""
 
     name: str
-    kind: str  # "str", "int", "float", "bool", "list", "clients"
+    kind: str  # "str", "int", "float", "bool", "list", "clients", "plugin_config"
     help: str
     flag: bool = True  # secrets are kept off the command line (and out of `ps`)
     file_only: bool = False  # tables, read from the TOML file only
@@ -189,6 +191,14 @@ SPECS: dict[str, Spec] = {
             file_only=True,
         ),
         Spec("plugins", "list", "comma-separated entry-point names to load; unset = all"),
+        Spec(
+            "plugin_config",
+            "plugin_config",
+            "config file only: [plugin_config.NAME] tables, each the configuration a tool "
+            "provider plugin (entry point NAME) is started with",
+            flag=False,
+            file_only=True,
+        ),
         Spec(
             "max_rounds",
             "int",
@@ -273,6 +283,7 @@ _KINDS = {
     "bool": "true or false",
     "str": "a string",
     "clients": "tables: [clients.NAME] with key and, optionally, tools",
+    "plugin_config": "tables: [plugin_config.NAME], each the settings of plugin NAME",
 }
 
 
@@ -328,6 +339,8 @@ def _coerce(spec: Spec, value: Any, where: str) -> Any:
 def _typed(spec: Spec, value: Any, where: str) -> Any:
     if spec.kind == "clients":
         return _clients(value, where)
+    if spec.kind == "plugin_config":
+        return _plugin_config(value, where)
     try:
         if spec.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int | str):
@@ -379,6 +392,19 @@ def _clients(value: Any, where: str) -> tuple[Client, ...]:
             tools = tuple(t.strip() for t in tools if t.strip())
         found.append(Client(name, key.strip(), tools))
     return tuple(found)
+
+
+def _plugin_config(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The `[plugin_config.NAME]` tables, kept as they are: what each holds is its plugin's
+    to check, when it starts."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"plugin_config (from {where}) must be {_KINDS['plugin_config']}")
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"plugin_config.{name} (from {where}) must be a table: [plugin_config.{name}]"
+            )
+    return value
 
 
 def _shared_key(clients: tuple[Client, ...]) -> str | None:

@@ -65,9 +65,10 @@ class ToolPolicy:
         asked = _asked(scope)
         if asked is not None:
             names = asked if names is None else names & asked
+        registry = self.registry.now()  # one view for the whole request
         if names is None:
-            return self.registry
-        return Registry(entry for name, entry in self.registry.items() if name in names)
+            return registry
+        return Registry(entry for name, entry in registry.items() if name in names)
 
 
 def _asked(scope: Scope) -> set[str] | None:

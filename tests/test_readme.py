@@ -7,12 +7,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from proxy.config import SPECS, load_settings
 from tests.chunks import calls_round, text_round
+from tests.distributions import write_distribution
 from tests.processes import clean_env, run_cli, served_proxy
 from tests.upstream import ScriptedUpstream
 
@@ -118,6 +120,23 @@ def test_every_setting_is_in_the_configuration_table() -> None:
             continue
         assert f"`{spec.env}`" in table, spec.env
         assert f"`{spec.name}`" in table, spec.name
+
+
+def test_the_tool_provider_example_serves_its_configured_tools(tmp_path: Path) -> None:
+    pyproject = block("toml", "# my-answers/pyproject.toml: as my-tools', with this entry point")
+    entry_points = tomllib.loads(pyproject)["project"]["entry-points"]["openai_tool_proxy"]
+    site = tmp_path / "site"
+    write_distribution(site, "my_answers", block("python", "# my_answers.py"), entry_points)
+    config = tmp_path / "answers.toml"
+    config.write_text(
+        block("toml", "# answers.toml: the proxy's config file (--config, or $TOOL_PROXY_CONFIG)"),
+        encoding="utf-8",
+    )
+    assert "`openai-tool-proxy tools --config answers.toml`" in README
+    listing = run_cli(["tools", "--config", "answers.toml"], clean_env(site), tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "opening_hours  (plugin: answers)\n    Our opening hours." in listing.stdout
+    assert "delivery  (plugin: answers)\n    Our delivery." in listing.stdout
 
 
 def test_the_request_context_example_runs_as_written(tmp_path: Path) -> None:

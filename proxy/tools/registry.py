@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from proxy.tools.provider import ToolProvider
 from proxy.tools.tool import Tool
+
+log = logging.getLogger("proxy.tools")
 
 ENTRY_POINT_GROUP = "openai_tool_proxy"
 
@@ -24,12 +29,17 @@ class Registered:
 
 
 class Registry(Mapping[str, Registered]):
-    """The server tools by name, each with the plugin that registered it."""
+    """The server tools by name, each with the plugin that registered it: the static tools,
+    and those the started providers offer now (`now`)."""
 
     def __init__(self, entries: Iterable[Registered] = ()) -> None:
         self._entries: dict[str, Registered] = {}
         for entry in entries:
             self.add(entry.tool, entry.plugin)
+        self._providers: list[tuple[str, ToolProvider]] = []
+        self._running: list[tuple[str, ToolProvider]] = []
+        self._seen: list[Sequence[Tool]] = []  # the providers' lists `_view` was built from
+        self._view: Registry | None = None
 
     def add(self, tool: Tool, plugin: str) -> None:
         existing = self._entries.get(tool.name)
@@ -40,14 +50,74 @@ class Registry(Mapping[str, Registered]):
             )
         self._entries[tool.name] = Registered(tool, plugin)
 
+    def provide(self, provider: ToolProvider, plugin: str) -> None:
+        """Register a provider: its tools are served once `start` started it."""
+        self._providers.append((plugin, provider))
+
+    async def start(self, configs: Mapping[str, Mapping[str, Any]]) -> None:
+        """Start every provider with its plugin's table of `configs`, all at once; one that
+        fails is logged once, naming it and the cause, and served without."""
+        results = await asyncio.gather(
+            *(provider.start(configs.get(plugin, {})) for plugin, provider in self._providers),
+            return_exceptions=True,
+        )
+        for (plugin, provider), result in zip(self._providers, results, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "plugin %r failed to start, its tools are left out: %s: %s",
+                    plugin,
+                    type(result).__name__,
+                    result,
+                )
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self._running.append((plugin, provider))
+        self._view = None
+
+    async def close(self) -> None:
+        """Close every started provider; an error is logged, never raised."""
+        running, self._running, self._view = self._running, [], None
+        for plugin, provider in running:
+            try:
+                await provider.close()
+            except Exception as exc:
+                log.error("plugin %r failed to close: %s: %s", plugin, type(exc).__name__, exc)
+
+    def now(self) -> Registry:
+        """The tools at this moment, kept until a provider's `tools()` is another object; a
+        provider's tool whose name is taken is left out with a warning."""
+        if not self._running:
+            return self
+        lists = [provider.tools() for _, provider in self._running]
+        if self._view is None or any(a is not b for a, b in zip(lists, self._seen, strict=True)):
+            self._view, self._seen = self._merged(lists), lists
+        return self._view
+
+    def _merged(self, lists: list[Sequence[Tool]]) -> Registry:
+        view = Registry(self._entries.values())
+        for (plugin, _), tools in zip(self._running, lists, strict=True):
+            for tool in tools:
+                taken = view._entries.get(tool.name)
+                if taken is not None:
+                    log.warning(
+                        "plugin %r offers tool %r, which plugin %r registered: left out",
+                        plugin,
+                        tool.name,
+                        taken.plugin,
+                    )
+                    continue
+                view._entries[tool.name] = Registered(tool, plugin)
+        return view
+
     def __getitem__(self, name: str) -> Registered:
-        return self._entries[name]
+        return self.now()._entries[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return iter(self.now()._entries)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.now()._entries)
 
     @classmethod
     def of(cls, *tools: Tool, plugin: str = "local") -> Registry:
@@ -75,12 +145,16 @@ def load_registry(only: Iterable[str] | None = None) -> Registry:
     registry = Registry()
     for ep in chosen:
         for found in tools_of_entry_point(ep):
-            registry.add(found, ep.name)
+            if isinstance(found, ToolProvider):
+                registry.provide(found, ep.name)
+            else:
+                registry.add(found, ep.name)
     return registry
 
 
-def tools_of_entry_point(ep: EntryPoint) -> list[Tool]:
-    """Load one entry point: a module, a tool, an iterable of tools, or a callable of them."""
+def tools_of_entry_point(ep: EntryPoint) -> list[Tool | ToolProvider]:
+    """Load one entry point: a module, a tool, an iterable of tools, or a callable of them;
+    or a tool provider, or a callable returning one (its class)."""
     where = f"plugin {ep.name!r} ({ep.value})"
     try:
         target = ep.load()
@@ -94,9 +168,9 @@ def tools_of_entry_point(ep: EntryPoint) -> list[Tool]:
     return found
 
 
-def collect_tools(target: Any) -> list[Tool]:
-    """The tools a plugin object stands for (see `tools_of_entry_point`)."""
-    if isinstance(target, Tool):
+def collect_tools(target: Any) -> list[Tool | ToolProvider]:
+    """The tools, or the provider, a plugin object stands for (see `tools_of_entry_point`)."""
+    if isinstance(target, Tool | ToolProvider):
         return [target]
     if isinstance(target, types.ModuleType):
         return [value for value in vars(target).values() if isinstance(value, Tool)]
@@ -107,8 +181,8 @@ def collect_tools(target: Any) -> list[Tool]:
         bad = [item for item in items if not isinstance(item, Tool)]
         if bad:
             raise PluginError(f"expected tools, got {type(bad[0]).__name__}: {bad[0]!r}")
-        return items
+        return list(items)
     raise PluginError(
-        f"expected a module, a tool, an iterable of tools or a callable returning them, "
-        f"got {type(target).__name__}"
+        f"expected a module, a tool, an iterable of tools, a tool provider or a callable "
+        f"returning them, got {type(target).__name__}"
     )

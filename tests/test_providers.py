@@ -1,0 +1,227 @@
+"""Tool providers: plugins started before the proxy serves, with their own configuration and a
+tool list that may change while they run, closed at shutdown — in process with the real
+`openai` client, and live: `serve` and `tools` in subprocesses."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from proxy import Tool, ToolProvider, tool
+from proxy.config import ConfigError, load_settings
+from proxy.tools.registry import Registry, load_registry
+from tests.chunks import calls_round, text_round
+from tests.conftest import mocked_app, openai_client, weather
+from tests.distributions import write_distribution
+from tests.processes import clean_env, run_cli, served_proxy
+from tests.upstream import ScriptedUpstream
+
+
+def note(name: str, text: str) -> Tool:
+    return tool(name=name, description="A note.")(lambda: text)
+
+
+class Notes(ToolProvider):
+    """Offers one note, named and worded by its configuration; `offer` changes its tools."""
+
+    def __init__(self, fails: Exception | None = None) -> None:
+        self.fails = fails
+        self.closed = False
+        self._tools: Sequence[Tool] = ()
+
+    async def start(self, config: Mapping[str, Any]) -> None:
+        if self.fails is not None:
+            raise self.fails
+        self._tools = (note(config["name"], config["text"]),)
+
+    def tools(self) -> Sequence[Tool]:
+        return self._tools
+
+    def offer(self, *tools: Tool) -> None:
+        self._tools = tools
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def registry_with(**providers: ToolProvider) -> Registry:
+    registry = Registry.of(weather, plugin="tests")
+    for plugin, provider in providers.items():
+        registry.provide(provider, plugin)
+    return registry
+
+
+async def ask(client: openai.AsyncOpenAI) -> str:
+    stream = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+
+def offered(request: dict[str, Any]) -> list[str]:
+    return [t["function"]["name"] for t in request.get("tools", [])]
+
+
+HOURS = {"notes": {"name": "opening_hours", "text": "9 to 5"}}
+
+
+async def test_a_provider_started_before_serving_runs_with_its_config(
+    upstream: Callable[..., ScriptedUpstream],
+) -> None:
+    script = upstream(calls_round(("call_1", "opening_hours", "{}")), text_round("9 to 5."))
+    provider = Notes()
+    app = mocked_app(registry_with(notes=provider), plugin_config=HOURS)
+    async with app.router.lifespan_context(app):
+        assert await ask(openai_client(app)) == "9 to 5."
+    assert offered(script.requests[0]) == ["weather", "opening_hours"]
+    assert script.requests[1]["messages"][-1]["content"] == "9 to 5"
+    assert provider.closed
+
+
+async def test_the_next_request_sees_the_tools_a_provider_offers_now(
+    upstream: Callable[..., ScriptedUpstream],
+) -> None:
+    script = upstream(text_round("one"), text_round("two"))
+    provider = Notes()
+    app = mocked_app(registry_with(notes=provider), plugin_config=HOURS)
+    async with app.router.lifespan_context(app):
+        client = openai_client(app)
+        await ask(client)
+        provider.offer(note("menu", "soup"), note("prices", "cheap"))
+        await ask(client)
+    assert offered(script.requests[0]) == ["weather", "opening_hours"]
+    assert offered(script.requests[1]) == ["weather", "menu", "prices"]
+
+
+async def test_a_provider_that_fails_to_start_is_logged_once_and_the_others_serve(
+    upstream: Callable[..., ScriptedUpstream], caplog: pytest.LogCaptureFixture
+) -> None:
+    script = upstream(text_round("one"), text_round("two"))
+    broken = Notes(fails=ConnectionRefusedError("no server on port 9"))
+    registry = registry_with(broken=broken, notes=Notes())
+    app = mocked_app(registry, plugin_config=HOURS)
+    with caplog.at_level(logging.WARNING):
+        async with app.router.lifespan_context(app):
+            client = openai_client(app)
+            await ask(client)
+            await ask(client)
+    assert offered(script.requests[1]) == ["weather", "opening_hours"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "plugin 'broken' failed to start, its tools are left out: "
+        "ConnectionRefusedError: no server on port 9"
+    ]
+    assert not broken.closed  # never started: nothing to close
+
+
+async def test_a_provider_tool_whose_name_is_taken_is_left_out_with_a_warning(
+    upstream: Callable[..., ScriptedUpstream], caplog: pytest.LogCaptureFixture
+) -> None:
+    script = upstream(calls_round(("call_1", "weather", "{}")), text_round("sunny"))
+    config = {"notes": {"name": "weather", "text": "rain"}}
+    app = mocked_app(registry_with(notes=Notes()), plugin_config=config)
+    with caplog.at_level(logging.WARNING):
+        async with app.router.lifespan_context(app):
+            await ask(openai_client(app))
+    assert offered(script.requests[0]) == ["weather"]
+    assert script.requests[1]["messages"][-1]["content"].startswith("Sunny")
+    assert "plugin 'notes' offers tool 'weather', which plugin 'tests' registered: left out" in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+LIVE_PROVIDER = """
+from pathlib import Path
+
+from proxy import ToolProvider, tool
+
+
+class Notes(ToolProvider):
+    async def start(self, config):
+        self.closed = Path(config["closed"])
+        text = config["text"]
+        self._tools = (tool(name=config["name"], description="A note.")(lambda: text),)
+
+    def tools(self):
+        return self._tools
+
+    async def close(self):
+        self.closed.write_text("closed", encoding="utf-8")
+"""
+
+
+def live_notes(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The provider installed as the plugin `notes`, and its config file; where it writes
+    when it is closed."""
+    site = tmp_path / "site"
+    write_distribution(site, "live_notes", LIVE_PROVIDER, {"notes": "live_notes:Notes"})
+    closed = tmp_path / "closed"
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        f'[plugin_config.notes]\nname = "opening_hours"\ntext = "9 to 5"\nclosed = "{closed}"\n',
+        encoding="utf-8",
+    )
+    return site, config, closed
+
+
+def test_serve_starts_the_provider_and_closes_it_on_sigterm(tmp_path: Path) -> None:
+    site, config, closed = live_notes(tmp_path)
+    script = ScriptedUpstream(calls_round(("call_1", "opening_hours", "{}")), text_round("9-5"))
+    with served_proxy(script, site, plugins="notes", TOOL_PROXY_CONFIG=str(config)) as url:
+        client = openai.OpenAI(base_url=url, api_key="sk-user", max_retries=0)
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hours?"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "9-5"
+        assert not closed.exists()
+    assert script.requests[1]["messages"][-1]["content"] == "9 to 5"
+    assert closed.read_text(encoding="utf-8") == "closed"
+
+
+def test_the_tools_command_lists_a_providers_tools_and_closes_it(tmp_path: Path) -> None:
+    site, config, closed = live_notes(tmp_path)
+    env = clean_env(site, TOOL_PROXY_PLUGINS="notes")
+    listing = run_cli(["tools", "--config", str(config)], env, tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.startswith("opening_hours  (plugin: notes)\n    A note.\n")
+    assert closed.read_text(encoding="utf-8") == "closed"
+
+
+async def test_an_entry_point_may_name_a_provider_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = "notes_" + uuid.uuid4().hex[:10]
+    source = "from tests.test_providers import Notes\n\nPROVIDER = Notes()\n"
+    write_distribution(tmp_path, module, source, {module: f"{module}:PROVIDER"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    registry = load_registry([module])
+    assert list(registry) == []  # nothing until it started
+    await registry.start({module: HOURS["notes"]})
+    assert registry["opening_hours"].plugin == module
+    await registry.close()
+    assert list(registry) == []
+    sys.modules.pop(module, None)
+
+
+def test_plugin_config_is_the_config_files_tables_kept_out_of_reprs(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text('[plugin_config.notes]\ntoken = "s3cret"\n', encoding="utf-8")
+    settings = load_settings(environ={"TOOL_PROXY_PLUGIN_CONFIG": "x"}, config_file=config)
+    assert settings.plugin_config == {"notes": {"token": "s3cret"}}
+    assert "s3cret" not in repr(settings)
+    assert load_settings(environ={}).plugin_config == {}
+    config.write_text("[plugin_config]\nnotes = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"plugin_config\.notes \(from config file .*\) must be"):
+        load_settings(environ={}, config_file=config)
+    config.write_text("plugin_config = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"plugin_config \(from config file .*\) must be tables"):
+        load_settings(environ={}, config_file=config)
