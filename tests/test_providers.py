@@ -4,6 +4,7 @@ tool list that may change while they run, closed at shutdown — in process with
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import sys
@@ -136,6 +137,56 @@ async def test_a_provider_tool_whose_name_is_taken_is_left_out_with_a_warning(
     assert "plugin 'notes' offers tool 'weather', which plugin 'tests' registered: left out" in [
         r.getMessage() for r in caplog.records
     ]
+
+
+class Unclosable(Notes):
+    async def close(self) -> None:
+        raise RuntimeError("the server hung up")
+
+
+async def test_a_provider_that_fails_to_close_is_logged_and_the_others_are_closed(
+    upstream: Callable[..., ScriptedUpstream], caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream()
+    notes = Notes()
+    config = {"notes": HOURS["notes"], "stuck": {"name": "menu", "text": "soup"}}
+    app = mocked_app(registry_with(stuck=Unclosable(), notes=notes), plugin_config=config)
+    async with app.router.lifespan_context(app):
+        pass
+    assert notes.closed
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "plugin 'stuck' failed to close: RuntimeError: the server hung up"
+    ]
+
+
+class Waiting(Notes):
+    """Starts once `started` is set: by another provider's start, when they start together."""
+
+    def __init__(self, started: asyncio.Event) -> None:
+        super().__init__()
+        self.started = started
+
+    async def start(self, config: Mapping[str, Any]) -> None:
+        await asyncio.wait_for(self.started.wait(), 5)
+        await super().start(config)
+
+
+class Starting(Notes):
+    def __init__(self, started: asyncio.Event) -> None:
+        super().__init__()
+        self.started = started
+
+    async def start(self, config: Mapping[str, Any]) -> None:
+        await super().start(config)
+        self.started.set()
+
+
+async def test_providers_start_together() -> None:
+    started = asyncio.Event()
+    registry = registry_with(first=Waiting(started), second=Starting(started))
+    await registry.start({"first": HOURS["notes"], "second": {"name": "menu", "text": "soup"}})
+    assert list(registry) == ["weather", "opening_hours", "menu"]
+    await registry.close()
 
 
 LIVE_PROVIDER = """

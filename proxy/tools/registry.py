@@ -62,15 +62,13 @@ class Registry(Mapping[str, Registered]):
             return_exceptions=True,
         )
         for (plugin, provider), result in zip(self._providers, results, strict=True):
-            if isinstance(result, Exception):
+            if isinstance(result, BaseException):  # its own cancellation too: a failure
                 log.error(
                     "plugin %r failed to start, its tools are left out: %s: %s",
                     plugin,
                     type(result).__name__,
                     result,
                 )
-            elif isinstance(result, BaseException):
-                raise result
             else:
                 self._running.append((plugin, provider))
         self._view = None
