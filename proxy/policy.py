@@ -7,6 +7,7 @@ the access a key already has and grants none. And whom their calls serve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,12 +23,23 @@ HEADER = b"x-tool-proxy-tools"  # "none", or tool names separated by commas
 TOOLS = "proxy.tools"
 
 
+log = logging.getLogger("proxy")
+
+
 def check_clients(clients: Collection[Client], registry: Registry) -> None:
     """Refuse to start with an allow-list naming a tool no plugin registered: a misspelt
     name would otherwise deny the tool without a word."""
     for client in clients:
         unknown = [name for name in client.tools or () if name not in registry]
-        if unknown:
+        if unknown and registry.providers:  # their tools are known once they started
+            log.warning(
+                "clients.%s may use tool(s) %s that no plugin registers yet: one of the tool "
+                "providers (%s) must offer them once started",
+                client.name,
+                ", ".join(map(repr, unknown)),
+                ", ".join(registry.providers),
+            )
+        elif unknown:
             raise ConfigError(
                 f"clients.{client.name} may use tool(s) {', '.join(map(repr, unknown))}, but "
                 f"no plugin registers them; registered: {', '.join(registry) or 'none'}"

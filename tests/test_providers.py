@@ -276,3 +276,18 @@ def test_plugin_config_is_the_config_files_tables_kept_out_of_reprs(tmp_path: Pa
     config.write_text("plugin_config = 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"plugin_config \(from config file .*\) must be tables"):
         load_settings(environ={}, config_file=config)
+
+
+def test_an_allow_list_may_name_a_tool_a_provider_offers_once_started(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from proxy.app import create_app
+    from proxy.config import Client, Settings
+
+    client = Client("team-a", "sk-team-a", ("weather", "later_note"))
+    settings = Settings(clients=(client,), upstream_api_key="sk-up")
+    with caplog.at_level(logging.WARNING, "proxy"):
+        create_app(settings, registry_with(notes=Notes()))  # no error: a provider may offer it
+    assert "'later_note'" in caplog.text and "notes" in caplog.text
+    with pytest.raises(ConfigError, match="'later_note'"):
+        create_app(settings, Registry.of(weather, plugin="tests"))  # none could: refused

@@ -50,6 +50,11 @@ class Registry(Mapping[str, Registered]):
             )
         self._entries[tool.name] = Registered(tool, plugin)
 
+    @property
+    def providers(self) -> list[str]:
+        """The plugins that provide tools once started (their tools unknown before)."""
+        return [plugin for plugin, _ in self._providers]
+
     def provide(self, provider: ToolProvider, plugin: str) -> None:
         """Register a provider: its tools are served once `start` started it."""
         self._providers.append((plugin, provider))
