@@ -39,7 +39,7 @@ from proxy.responses.conversation import ResponsesConversation
 from proxy.responses.conversation import check_request as check_responses
 from proxy.responses.memory import ResponsesMemory
 from proxy.store import StoreUnavailable, open_store
-from proxy.store.scope import Scoped, namespace_of
+from proxy.store.scope import Scoped
 from proxy.store.use import kept, recalled
 from proxy.tools.registry import Registry, load_registry
 from proxy.tools.runner import ToolRunner
@@ -84,7 +84,8 @@ def create_app(
     keepalive = settings.keepalive_interval
 
     def scoped(request: Request) -> Scoped:
-        return Scoped(store, namespace_of(request.headers.items()))
+        raw = request.scope["headers"]  # decoded only if the store is used
+        return Scoped(store, ((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw))
 
     async def chat_completions(request: Request) -> Response:
         watch = Stopwatch()

@@ -15,8 +15,9 @@ from proxy.store import MemoryStore
 from proxy.store.scope import Scoped, namespace_of
 
 STORE = MemoryStore(ttl=60, max_bytes=1 << 20)
-ALICE = namespace_of([("Authorization", "Bearer sk-alice")])
-BOB = namespace_of([("authorization", "Bearer sk-bob")])
+ALICE_KEY = [("Authorization", "Bearer sk-alice")]
+BOB_KEY = [("authorization", "Bearer sk-bob")]
+ALICE, BOB = namespace_of(ALICE_KEY), namespace_of(BOB_KEY)
 
 HIDDEN = {"type": "function_call", "call_id": "call_s", "name": "weather", "arguments": "{}"}
 HIDDEN_OUT = {"type": "function_call_output", "call_id": "call_s", "output": "Sunny"}
@@ -34,7 +35,7 @@ def test_namespaces_hash_the_credentials_and_never_hold_them() -> None:
 async def test_a_replay_without_ids_gets_the_hidden_call_back_by_call_id() -> None:
     """The Vercel AI SDK's follow-up of a mixed round: the client's call without its `id`,
     no `previous_response_id`, no `store`."""
-    memory = ResponsesMemory(Scoped(STORE, ALICE))
+    memory = ResponsesMemory(Scoped(STORE, ALICE_KEY))
     await memory.keep(Remembrance("resp_1", "resp_1", before={"call_c": [HIDDEN, HIDDEN_OUT]}))
     mine = {"type": "function_call", "call_id": "call_c", "name": "pick", "arguments": "{}"}
     answer = {"type": "function_call_output", "call_id": "call_c", "output": "blue"}
@@ -46,7 +47,7 @@ async def test_a_replay_without_ids_gets_the_hidden_call_back_by_call_id() -> No
 
 
 async def test_a_chain_is_translated_with_the_outputs_still_owed() -> None:
-    memory = ResponsesMemory(Scoped(STORE, ALICE))
+    memory = ResponsesMemory(Scoped(STORE, ALICE_KEY))
     await memory.keep(Remembrance("resp_a", "resp_z", [HIDDEN_OUT]))
     body: dict[str, Any] = {"previous_response_id": "resp_a", "input": "thanks"}
     assert await memory.recall(body)
@@ -57,9 +58,9 @@ async def test_a_chain_is_translated_with_the_outputs_still_owed() -> None:
 
 
 async def test_another_clients_request_is_left_as_it_came() -> None:
-    await ResponsesMemory(Scoped(STORE, ALICE)).keep(Remembrance("resp_b", "resp_y"))
+    await ResponsesMemory(Scoped(STORE, ALICE_KEY)).keep(Remembrance("resp_b", "resp_y"))
     body: dict[str, Any] = {"previous_response_id": "resp_b", "input": "x"}
-    assert not await ResponsesMemory(Scoped(STORE, BOB)).recall(body)
+    assert not await ResponsesMemory(Scoped(STORE, BOB_KEY)).recall(body)
     assert body == {"previous_response_id": "resp_b", "input": "x"}
 
 
@@ -100,7 +101,7 @@ def follow_up(*answered: str) -> dict[str, Any]:
 
 
 async def test_a_mixed_round_goes_back_in_the_order_of_its_calls() -> None:
-    memory = ChatMemory(Scoped(STORE, ALICE))
+    memory = ChatMemory(Scoped(STORE, ALICE_KEY))
     await memory.keep(RECORD)
     body = follow_up("c2", "c1")
     assert await memory.recall(body)
@@ -117,10 +118,10 @@ async def test_a_mixed_round_goes_back_in_the_order_of_its_calls() -> None:
 
 
 async def test_a_round_is_recalled_only_by_its_client() -> None:
-    await ChatMemory(Scoped(STORE, ALICE)).keep(RECORD)
-    assert await ChatMemory(Scoped(STORE, ALICE)).recall(follow_up("c1", "c2"))
+    await ChatMemory(Scoped(STORE, ALICE_KEY)).keep(RECORD)
+    assert await ChatMemory(Scoped(STORE, ALICE_KEY)).recall(follow_up("c1", "c2"))
     stranger = follow_up("c1", "c2")
-    assert not await ChatMemory(Scoped(STORE, BOB)).recall(stranger)
+    assert not await ChatMemory(Scoped(STORE, BOB_KEY)).recall(stranger)
     assert stranger == follow_up("c1", "c2")
 
 
@@ -131,7 +132,7 @@ async def test_an_unknown_round_goes_as_sent_with_one_warning(
     body["messages"][1]["tool_calls"] = [call("c9", "pick")]
     sent = {"messages": [dict(m) for m in body["messages"]]}
     with caplog.at_level(logging.WARNING, "proxy.store"):
-        assert not await ChatMemory(Scoped(STORE, ALICE)).recall(body)
+        assert not await ChatMemory(Scoped(STORE, ALICE_KEY)).recall(body)
     assert body == sent
     assert [r.message for r in caplog.records if "c9" in r.message] != []
     assert len(caplog.records) == 1
@@ -143,10 +144,19 @@ async def test_a_request_with_no_tool_answer_never_asks_the_store() -> None:
             raise AssertionError("asked")
 
     body = {"messages": [{"role": "user", "content": "hi"}]}
-    assert not await ChatMemory(Scoped(Refusing(60, 1024), ALICE)).recall(body)
+    assert not await ChatMemory(Scoped(Refusing(60, 1024), ALICE_KEY)).recall(body)
 
 
 async def test_a_mixed_round_is_stored_once() -> None:
     store = MemoryStore(ttl=60, max_bytes=1 << 20)
-    await ChatMemory(Scoped(store, ALICE)).keep(RECORD)
+    await ChatMemory(Scoped(store, ALICE_KEY)).keep(RECORD)
     assert len(store) == 1
+
+
+async def test_a_request_that_needs_no_state_never_hashes_its_key() -> None:
+    def headers() -> Any:
+        raise AssertionError("hashed")
+        yield
+
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    assert not await ChatMemory(Scoped(STORE, headers())).recall(body)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -24,11 +25,16 @@ def namespace_of(headers: Iterable[tuple[str, str]]) -> str:
 
 
 class Scoped:
-    """JSON values under `kind:id` keys, in one client's namespace."""
+    """JSON values under `kind:id` keys, in the namespace of the client whose request has
+    `headers` — hashed only if the request uses the store (most never do)."""
 
-    def __init__(self, store: Store, namespace: str) -> None:
+    def __init__(self, store: Store, headers: Iterable[tuple[str, str]]) -> None:
         self.store = store
-        self.prefix = namespace + ":"
+        self._headers = headers
+
+    @cached_property
+    def prefix(self) -> str:
+        return namespace_of(self._headers) + ":"
 
     async def get(self, keys: Sequence[str]) -> list[Any]:
         """The values of `keys`, in order; None where nothing (or nothing alive) is kept."""
