@@ -13,7 +13,16 @@ Plugin authors need only `tool` (and `RequestContext`, for a tool that acts as i
 
 from proxy.tools.context import RequestContext
 from proxy.tools.provider import ToolProvider
-from proxy.tools.tool import Tool, ToolDefinitionError, tool
+from proxy.config import ConfigError
+from proxy.tools.tool import Origin, Tool, ToolDefinitionError, tool
 
-__all__ = ["RequestContext", "Tool", "ToolDefinitionError", "ToolProvider", "tool"]
+__all__ = [
+    "ConfigError",
+    "Origin",
+    "RequestContext",
+    "Tool",
+    "ToolDefinitionError",
+    "ToolProvider",
+    "tool",
+]
 __version__ = "0.1.0"

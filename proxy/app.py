@@ -60,6 +60,7 @@ def create_app(
     settings = settings or Settings()
     if registry is None:
         registry = load_registry(settings.plugins)
+    registry.configure(settings.plugin_config)
     check_clients(settings.clients, registry)
     upstream = Upstream(
         settings.upstream,

@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config_file=args.config,
         )
         registry = load_registry(settings.plugins)
+        registry.configure(settings.plugin_config)
         check_clients(settings.clients, registry)
     except (ConfigError, PluginError) as exc:
         print(f"openai-tool-proxy: {exc}", file=sys.stderr)
@@ -88,7 +89,12 @@ def serve(settings: Settings, registry: Registry) -> int:
 def print_tools(registry: Registry, json_output: bool = False) -> None:
     if json_output:
         listing = [
-            {"plugin": entry.plugin, "type": "function", "function": entry.tool.openai_function()}
+            {
+                "plugin": entry.plugin,
+                **({"server": entry.tool.origin.server} if entry.tool.origin else {}),
+                "type": "function",
+                "function": entry.tool.openai_function(),
+            }
             for entry in registry.values()
         ]
         print(json.dumps(listing, indent=2))
@@ -100,7 +106,8 @@ def print_tools(registry: Registry, json_output: bool = False) -> None:
         tool = entry.tool
         timeout = f", timeout {tool.timeout:g}s" if tool.timeout is not None else ""
         strict = ", strict" if tool.strict else ""
-        print(f"{tool.name}  (plugin: {entry.plugin}{timeout}{strict})")
+        server = f", server: {tool.origin.server}" if tool.origin is not None else ""
+        print(f"{tool.name}  (plugin: {entry.plugin}{server}{timeout}{strict})")
         if tool.description:
             for line in tool.description.splitlines():
                 print(f"    {line}")

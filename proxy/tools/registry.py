@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from proxy.config import ConfigError
 from proxy.tools.provider import ToolProvider
 from proxy.tools.tool import Tool
 
@@ -40,6 +41,7 @@ class Registry(Mapping[str, Registered]):
         self._running: list[tuple[str, ToolProvider]] = []
         self._seen: list[Sequence[Tool]] = []  # the providers' lists `_view` was built from
         self._view: Registry | None = None
+        self._configured = True  # nothing to configure until a provider is added
 
     def add(self, tool: Tool, plugin: str) -> None:
         existing = self._entries.get(tool.name)
@@ -58,10 +60,30 @@ class Registry(Mapping[str, Registered]):
     def provide(self, provider: ToolProvider, plugin: str) -> None:
         """Register a provider: its tools are served once `start` started it."""
         self._providers.append((plugin, provider))
+        self._configured = False
+
+    def configure(self, configs: Mapping[str, Mapping[str, Any]]) -> None:
+        """Have every provider check its plugin's table of `configs` (once); raises
+        `ConfigError` naming the plugin and what its provider found wrong."""
+        if self._configured:
+            return
+        for plugin, provider in self._providers:
+            try:
+                provider.configure(configs.get(plugin, {}))
+            except ValueError as exc:
+                raise ConfigError(f"plugin {plugin!r}: {exc}") from exc
+        self._configured = True
+
+    def servers(self) -> dict[str, str]:
+        """The providers' servers (see `ToolProvider.servers`), each with its plugin."""
+        return {
+            server: plugin for plugin, provider in self._providers for server in provider.servers()
+        }
 
     async def start(self, configs: Mapping[str, Mapping[str, Any]]) -> None:
         """Start every provider with its plugin's table of `configs`, all at once; one that
         fails is logged once, naming it and the cause, and served without."""
+        self.configure(configs)
         results = await asyncio.gather(
             *(provider.start(configs.get(plugin, {})) for plugin, provider in self._providers),
             return_exceptions=True,

@@ -22,6 +22,15 @@ class ToolDefinitionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a provider's tool lives: a server (an MCP server, by its label) and the tool's own
+    name there, which may differ from the name the model sees."""
+
+    server: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Tool:
     """A function the proxy runs itself when the model calls it by `name`."""
 
@@ -32,6 +41,7 @@ class Tool:
     timeout: float | None = None
     strict: bool = False
     context_headers: frozenset[str] = frozenset()  # lower-case; passed in its RequestContext
+    origin: Origin | None = None  # a provider's tool: its server, and its name there
 
     def __post_init__(self) -> None:
         if (
