@@ -14,7 +14,7 @@ Plugin authors need only `tool` (and `RequestContext`, for a tool that acts as i
 from proxy.tools.context import RequestContext
 from proxy.tools.provider import ToolProvider
 from proxy.config import ConfigError
-from proxy.tools.tool import Origin, Tool, ToolDefinitionError, tool
+from proxy.tools.tool import Origin, Tool, ToolDefinitionError, ToolError, tool
 
 __all__ = [
     "ConfigError",
@@ -22,6 +22,7 @@ __all__ = [
     "RequestContext",
     "Tool",
     "ToolDefinitionError",
+    "ToolError",
     "ToolProvider",
     "tool",
 ]

@@ -21,7 +21,7 @@ import openai
 import pytest
 from openai_tool_proxy_calculator import calculate
 
-from proxy import tool
+from proxy import ToolError, tool
 from proxy.app import create_app
 from proxy.config import Settings
 from proxy.tools.registry import Registry
@@ -690,3 +690,13 @@ async def test_closing_the_runner_ends_its_idle_threads() -> None:
     for thread in mine:
         thread.join(5)
         assert not thread.is_alive()
+
+
+async def test_a_tool_error_is_the_models_result_word_for_word() -> None:
+    @tool
+    async def lookup(key: str) -> str:
+        """Look a key up."""
+        raise ToolError(f"no entry {key!r}; try one of 'a', 'b'")
+
+    result = await run(runner_of(lookup), "lookup", {"key": "z"})
+    assert (result.output, result.ok) == ("error: no entry 'z'; try one of 'a', 'b'", False)

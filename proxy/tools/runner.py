@@ -21,7 +21,7 @@ from proxy.tools.registry import Registry
 from proxy.tools.schema import first_problem, unexpected
 from proxy.tools.text import NotJSON, as_text, truncated
 from proxy.tools.threads import ToolThread, ToolThreads
-from proxy.tools.tool import Tool
+from proxy.tools.tool import Tool, ToolError
 
 log = logging.getLogger("proxy.tools")
 
@@ -166,6 +166,9 @@ class ToolRunner:
             if task is not None and task.cancelling():  # the request is cancelled: let it go
                 raise
             return _failed(tool, exc)  # the tool raised it itself
+        except ToolError as exc:
+            log.info("tool %s answered an error: %s", tool.name, exc)
+            return f"error: {exc}", "tool_error"
         except (Exception, SystemExit) as exc:
             return _failed(tool, exc)
         try:

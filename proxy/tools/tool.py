@@ -21,6 +21,12 @@ class ToolDefinitionError(ValueError):
     """A tool's definition is unusable (bad name, schema, or strict-mode schema)."""
 
 
+class ToolError(Exception):
+    """Raised by a tool to answer the model with `error: <message>`, exactly that: for failures
+    the tool describes itself (a server's own error text), where a traceback's type would be
+    noise."""
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where a provider's tool lives: a server (an MCP server, by its label) and the tool's own
