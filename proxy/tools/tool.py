@@ -30,10 +30,12 @@ class ToolError(Exception):
 @dataclass(frozen=True)
 class Origin:
     """Where a provider's tool lives: a server (an MCP server, by its label) and the tool's own
-    name there, which may differ from the name the model sees."""
+    name there, which may differ from the name the model sees; `read_only` when the server
+    says the tool changes nothing (MCP's `readOnlyHint`)."""
 
     server: str
     name: str
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
