@@ -11,9 +11,9 @@ Plugin authors need only `tool` (and `RequestContext`, for a tool that acts as i
         return a + b
 """
 
+from proxy.config import ConfigError
 from proxy.tools.context import RequestContext
 from proxy.tools.provider import ToolProvider
-from proxy.config import ConfigError
 from proxy.tools.tool import Origin, Tool, ToolDefinitionError, ToolError, tool
 
 __all__ = [

@@ -78,6 +78,7 @@ def create_app(
         threads=settings.tool_threads,
     )
     engine = Engine(upstream, runner, settings.max_rounds)
+    servers = registry.servers()  # hosted `mcp` tools naming one are the proxy's to run
     metrics = Metrics()
 
     store = open_store(settings.store, settings.store_ttl, settings.store_max_bytes)
@@ -115,9 +116,13 @@ def create_app(
         memory = ResponsesMemory(scoped(request))
         if await recalled(memory.recall(body)):
             raw = orjson.dumps(body)
-        conv = ResponsesConversation(body, request.scope[TOOLS], settings.show_calls)
+        conv = ResponsesConversation(
+            body, request.scope[TOOLS], settings.show_calls, servers, memory.held
+        )
         if not conv.intercepts:
             return await relay(upstream, request, raw)
+        if conv.approvals.decisions:  # the client's answers to calls held for approval
+            conv.decide(await runner.run_all(conv.approved))
         exchange = await engine.start(conv, *client_of(request), watch)
 
         async def remember() -> None:

@@ -73,17 +73,44 @@ _MCP_CALL = {
     ),
 }
 
+# Hosted MCP (`proxy.responses.hosted`): a tool filter, by names and the read-only hint.
+_FILTER = obj(tool_names=array(STRING), read_only=BOOLEAN)
+_HOSTED_MCP = {
+    "server_label": STRING,
+    "allowed_tools": Field(frozenset({"array", "object"}), _FILTER.fields, items=STRING),
+    "require_approval": Field(
+        frozenset({"string", "object"}), {"always": _FILTER, "never": _FILTER}
+    ),
+}
+# Hosted MCP items sent back: unfolded, and approval answers taken (`proxy.responses.approvals`).
+_MCP_ITEMS = {
+    "mcp_call": {**_MCP_CALL, "approval_request_id": STRING},
+    "mcp_approval_request": {"server_label": STRING, "name": STRING, "arguments": STRING},
+    "mcp_approval_response": {
+        "approval_request_id": required(STRING),
+        "approve": required(BOOLEAN),
+        "reason": STRING,
+    },
+    "mcp_list_tools": {"server_label": STRING},
+}
+
 RESPONSES_REQUEST = obj(
     input=Field(
         frozenset({"string", "array"}),
         items=Field(
             frozenset({"object"}),
             {"type": STRING, "id": STRING, "call_id": STRING},  # memory and mcp_call keys
-            by_type={"mcp_call": _MCP_CALL},
+            by_type=_MCP_ITEMS,
         ),
     ),
-    tools=array(obj(name=STRING)),
-    tool_choice=_TOOL_CHOICE,
+    tools=Field(
+        frozenset({"array"}),
+        items=Field(frozenset({"object"}), {"name": STRING}, by_type={"mcp": _HOSTED_MCP}),
+    ),
+    tool_choice=Field(
+        frozenset({"string", "object"}),
+        {**_TOOL_CHOICE.fields, "server_label": STRING, "name": STRING},
+    ),
     stream=BOOLEAN,
     store=BOOLEAN,
     background=BOOLEAN,

@@ -15,6 +15,7 @@ import pytest
 
 from proxy import tool
 from proxy.chat.stream import ChatStream
+from proxy.responses.calls import Showing
 from proxy.responses.stream import ResponsesStream
 from proxy.tools.registry import Registry
 from tests.chunks import calls_round, completion
@@ -190,7 +191,7 @@ async def test_a_later_round_failing_with_a_non_json_body(upstream, client):
 def test_items_without_an_index_are_numbered_by_every_item_added() -> None:
     """llama.cpp sends no `output_index`: an item without an id still takes its place, so
     the next one is not numbered over it."""
-    stream = ResponsesStream(frozenset(), show_calls=False)
+    stream = ResponsesStream(Showing(frozenset()))
     events = [
         {"type": "response.created", "response": {"id": "resp_1", "output": []}},
         {"type": "response.output_item.added", "item": {"type": "reasoning", "summary": []}},

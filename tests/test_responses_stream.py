@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.responses.calls import SERVER_LABEL, Showing
 from proxy.responses.stream import ResponsesStream
 from proxy.tools.runner import ToolResult
 from tests.conftest import SERVER_TOOLS
@@ -24,13 +25,17 @@ NAMES = sorted(f"responses/{p.name}" for p in (FIXTURES / "responses").glob("*.s
 TOOLS = frozenset({"get_weather", *SERVER_TOOLS})
 
 
+def showing(show_calls: bool) -> Showing:
+    return Showing(TOOLS, {name: (SERVER_LABEL, name) for name in TOOLS} if show_calls else {})
+
+
 def relay(
     rounds: list[bytes], reads: Reads | list[list[bytes]], show_calls: bool
 ) -> tuple[bytes, Any, int]:
     """Feed each round as `reads` cuts it (or as given), between rounds as the engine does;
     the client's bytes, each round's calls and items, and how many reads went out as they
     came (the fast path: only a text delta is returned as the very bytes fed)."""
-    stream = ResponsesStream(TOOLS, show_calls)
+    stream = ResponsesStream(showing(show_calls))
     out: list[bytes] = []
     rounds_seen: list[Any] = []
     untouched = 0
@@ -184,7 +189,7 @@ def second_round_at_a_delta() -> tuple[ResponsesStream, int]:
     client's 2) about to get its text. Returns the stream and the client's next sequence
     number."""
     first = stream_round("resp_1", CHECKING, call_events(1, "call_1", "weather", "{}"))
-    stream = ResponsesStream(TOOLS, False)
+    stream = ResponsesStream(showing(False))
     for piece in by_frame(first.pieces[0]):
         stream.feed(piece)
     assert stream.end_round().server_calls

@@ -1,15 +1,52 @@
-"""The proxy's own calls inside Responses output: hidden `function_call` items, optionally shown
-to the client as `mcp_call` items (the standard shape for server-run tools) and taken back."""
+"""The proxy's own calls inside Responses output: hidden `function_call` items, or shown to the
+client as `mcp_call` items (the standard shape for server-run tools) — or, held for the
+client's approval, as `mcp_approval_request` items — and taken back from its later input."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.tools.runner import ToolCall, ToolResult
+from proxy.tools.tool import Tool
 
-SERVER_LABEL = "openai-tool-proxy"
+SERVER_LABEL = "openai-tool-proxy"  # the label of shown calls of tools no server provides
 _MCP_PREFIX = "mcp_"
+APPROVAL_PREFIX = "mcpr_"
+DECLINED = "error: the user declined to run this call"
+
+
+def label_of(tool: Tool) -> tuple[str, str]:
+    """The `server_label` and name the client sees a tool's calls under."""
+    if tool.origin is not None:
+        return tool.origin.server, tool.origin.name
+    return SERVER_LABEL, tool.name
+
+
+@dataclass(frozen=True)
+class Showing:
+    """Which calls are the proxy's, and how the client sees each: hidden, or as an `mcp_call`
+    of its server label (every call with `show_calls`; a hosted server's always) — or, for a
+    hosted tool whose calls wait for approval, as an `mcp_approval_request`."""
+
+    server_tools: frozenset[str]
+    shown: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> label, name
+    approvals: frozenset[str] = frozenset()
+
+    def shown_id(self, item: dict[str, Any]) -> str | None:
+        """The id the client knows a server call item by, when it is shown."""
+        name = item.get("name")
+        if item.get("type") != "function_call" or name not in self.shown:
+            return None
+        prefix = APPROVAL_PREFIX if name in self.approvals else _MCP_PREFIX
+        return prefix + str(item.get("call_id") or "")
+
+    @classmethod
+    def every(cls, tools: Iterable[Tool]) -> Showing:
+        """Every call shown (`show_calls`)."""
+        tools = list(tools)
+        return cls(frozenset(t.name for t in tools), {t.name: label_of(t) for t in tools})
 
 
 # Output items the client must answer in its next request (its tools, computer use, …).
@@ -40,10 +77,24 @@ class HiddenCall:
     """A server call seen in the upstream's output, assembled from its events."""
 
     item: dict[str, Any]
+    shown_as: tuple[str, str] | None = None  # the label and name the client sees it under
+    approval: bool = False  # held for the client's approval: shown, not run
     parts: list[str] = field(default_factory=list)
     arguments: str | None = None  # from `.done` or the finished item, when they come
-    client_index: int | None = None  # where the client sees it as an `mcp_call`, if shown
+    client_index: int | None = None  # where the client sees it, if shown
     shown_done: bool = False
+
+    @classmethod
+    def of(cls, item: dict[str, Any], showing: Showing) -> HiddenCall:
+        name = item.get("name")
+        return cls(item, showing.shown.get(name), name in showing.approvals)  # type: ignore[arg-type]
+
+    def shown(self, result: ToolResult | None) -> dict[str, Any]:
+        """The item the client sees for this call (it is shown: `shown_as` is set)."""
+        assert self.shown_as is not None
+        if self.approval:
+            return approval_item(self.call, self.shown_as)
+        return mcp_item(self.call, result, self.shown_as)
 
     def finish(self, item: dict[str, Any]) -> None:
         self.item = {**self.item, **item}
@@ -56,18 +107,26 @@ class HiddenCall:
         return ToolCall(self.item.get("call_id") or "", self.item.get("name") or "", arguments)
 
 
-def mcp_item(call: ToolCall, result: ToolResult | None) -> dict[str, Any]:
+def mcp_item(
+    call: ToolCall,
+    result: ToolResult | None,
+    shown_as: tuple[str, str],
+    approval_request_id: str | None = None,
+) -> dict[str, Any]:
     """The `mcp_call` item the client sees for one of the proxy's calls."""
+    label, name = shown_as
     item: dict[str, Any] = {
         "type": "mcp_call",
         "id": _MCP_PREFIX + call.id,
-        "server_label": SERVER_LABEL,
-        "name": call.name,
+        "server_label": label,
+        "name": name,
         "arguments": call.arguments,
         "status": "in_progress",
         "output": None,
         "error": None,
     }
+    if approval_request_id is not None:
+        item["approval_request_id"] = approval_request_id
     if result is not None:
         item["output"] = result.output
         item["status"] = "completed" if result.ok else "failed"
@@ -79,41 +138,61 @@ def mcp_item(call: ToolCall, result: ToolResult | None) -> dict[str, Any]:
     return item
 
 
+def approval_item(call: ToolCall, shown_as: tuple[str, str]) -> dict[str, Any]:
+    """The `mcp_approval_request` item that asks the client whether to run a call."""
+    label, name = shown_as
+    return {
+        "type": "mcp_approval_request",
+        "id": APPROVAL_PREFIX + call.id,
+        "server_label": label,
+        "name": name,
+        "arguments": call.arguments,
+    }
+
+
 def function_call_output(result: ToolResult) -> dict[str, Any]:
     return {"type": "function_call_output", "call_id": result.call.id, "output": result.output}
 
 
-def unfold_mcp_items(items: list[Any]) -> list[Any]:
-    """Turn `mcp_call` items the proxy once showed back into the `function_call` +
-    `function_call_output` pair the upstream understands; everything else stays as it is."""
-    if not any(isinstance(i, dict) and i.get("type") == "mcp_call" for i in items):
+def unfold_mcp_items(items: list[Any], names: Mapping[tuple[str, str], str]) -> list[Any]:
+    """Turn the items the proxy once showed back into what the upstream understands: an
+    `mcp_call` into its `function_call` + `function_call_output`, an `mcp_approval_request`
+    into its `function_call` (its output comes from the approval: `proxy.responses.approvals`),
+    an `mcp_list_tools` into nothing. `names` maps a shown label and name to the tool's name;
+    items of other labels stay as they are, and so does everything else."""
+    if not any(isinstance(i, dict) and i.get("type") in _UNFOLDED for i in items):
         return items
+    labels = {label for label, _ in names}
+    calls = {
+        str(i.get("id", "")).removeprefix(_MCP_PREFIX)
+        for i in items
+        if isinstance(i, dict) and i.get("type") == "mcp_call"
+    }
     unfolded: list[Any] = []
     for item in items:
-        if (
-            isinstance(item, dict)
-            and item.get("type") == "mcp_call"
-            and item.get("server_label") == SERVER_LABEL
-        ):
+        kind = item.get("type") if isinstance(item, dict) else None
+        shows_call = kind in ("mcp_call", "mcp_approval_request")
+        name = names.get((item.get("server_label"), item.get("name"))) if shows_call else None
+        if kind == "mcp_call" and name is not None:
             call_id = str(item.get("id", "")).removeprefix(_MCP_PREFIX)
-            unfolded.append(
-                {
-                    "type": "function_call",
-                    "call_id": call_id,
-                    "name": item.get("name"),
-                    "arguments": item.get("arguments") or "{}",
-                }
-            )
-            unfolded.append(
-                {
-                    "type": "function_call_output",
-                    "call_id": call_id,
-                    "output": item.get("output") or _error_text(item),
-                }
-            )
-        else:
+            unfolded.append(_function_call(call_id, name, item))
+            output = item.get("output") or _error_text(item)
+            unfolded.append({"type": "function_call_output", "call_id": call_id, "output": output})
+        elif kind == "mcp_approval_request" and name is not None:
+            call_id = str(item.get("id", "")).removeprefix(APPROVAL_PREFIX)
+            if call_id not in calls:  # once run, its `mcp_call` stands for it
+                unfolded.append(_function_call(call_id, name, item))
+        elif not (kind == "mcp_list_tools" and item.get("server_label") in labels):
             unfolded.append(item)
     return unfolded
+
+
+_UNFOLDED = frozenset({"mcp_call", "mcp_approval_request", "mcp_list_tools"})
+
+
+def _function_call(call_id: str, name: str, item: dict[str, Any]) -> dict[str, Any]:
+    arguments = item.get("arguments") or "{}"
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
 
 
 def _error_text(item: dict[str, Any]) -> str:

@@ -3,17 +3,28 @@ by replaying the input with the round's output, or by chaining on the upstream's
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
 from proxy.loop.tool_choice import relaxed
 from proxy.request_checks import RESPONSES_REQUEST, checked
-from proxy.responses.calls import function_call_output, is_server_call, unfold_mcp_items
+from proxy.responses.approvals import Approvals
+from proxy.responses.calls import (
+    SERVER_LABEL,
+    Showing,
+    function_call_output,
+    is_server_call,
+    label_of,
+    unfold_mcp_items,
+)
+from proxy.responses.hosted import HostedMCP
 from proxy.responses.memory import Remembrance, anchor_of
 from proxy.responses.result import ResponseReader
 from proxy.responses.stream import ResponsesStream
 from proxy.tools.registry import Registry
-from proxy.tools.runner import ToolResult
+from proxy.tools.runner import ToolCall, ToolResult
 
 
 def check_request(body: Any) -> dict[str, Any]:
@@ -34,26 +45,55 @@ class ResponsesConversation:
 
     path = "/responses"
 
-    def __init__(self, body: dict[str, Any], registry: Registry, show_calls: bool) -> None:
+    def __init__(
+        self,
+        body: dict[str, Any],
+        registry: Registry,
+        show_calls: bool,
+        servers: Collection[str] = (),
+        held: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        """`servers`: those the tool providers connect to, which hosted `mcp` tools may name;
+        `held`: the calls held for approval that the input answers, as the store kept them."""
         claimed = client_tool_names(body)
-        tools = [entry.tool for name, entry in registry.items() if name not in claimed]
+        available = (entry.tool for name, entry in registry.items() if name not in claimed)
+        self.hosted = hosted = HostedMCP(body, available, servers)
+        if hosted.by_label and body.get("background"):
+            raise APIError.of(
+                400,
+                "A background response cannot use the MCP servers the proxy runs "
+                f"({', '.join(map(repr, hosted.by_label))}): leave out 'background'.",
+                param="background",
+            )
+        tools = hosted.tools
         self.server_tools = frozenset(t.name for t in tools)
+        self.showing = Showing(
+            self.server_tools,
+            {**({t.name: label_of(t) for t in tools} if show_calls else {}), **hosted.shown()},
+            frozenset(hosted.approvals),
+        )
         if tools:
             body["tools"] = [
                 *(body.get("tools") or []),
                 *({"type": "function", **t.openai_function(), "strict": t.strict} for t in tools),
             ]
-        raw_input = body.get("input")
-        if isinstance(raw_input, list):
-            body["input"] = unfold_mcp_items(raw_input)
         self.body = body
         self.show_calls = show_calls
         self.streaming = bool(body.get("stream"))
         # Upstream state: chain rounds on it rather than replaying the whole input.
         self.conversation = body.get("conversation") is not None
-        self.chained = self.conversation or (
-            body.get("previous_response_id") is not None or body.get("store") is True
-        )
+        continued = self.conversation or body.get("previous_response_id") is not None
+        self.chained = continued or body.get("store") is True
+        raw_input = body.get("input")
+        given = raw_input if isinstance(raw_input, list) else []
+        names = {
+            **{(SERVER_LABEL, t.name): t.name for t in tools},
+            **{label_of(t): t.name for t in tools},
+        }
+        self.approvals = Approvals(given, names, held or {})
+        if given:
+            body["input"] = self.approvals.rewrite(unfold_mcp_items(given, names), {})
+        lead = hosted.list_items(given, continued)
         if body.get("store") is False and not self.chained:
             # Replayed reasoning items must carry their content: nothing is stored upstream.
             include = body.get("include") or []
@@ -64,16 +104,27 @@ class ResponsesConversation:
         self.outputs: dict[str, dict[str, Any]] = {}  # call id -> its function_call_output
         self.unsent: list[dict[str, Any]] = []  # outputs of a mixed round, never sent upstream
         self.next_input: list[Any] | None = None
-        self.reader: ResponsesStream | ResponseReader = (
-            ResponsesStream(self.server_tools, show_calls)
-            if self.streaming
-            else ResponseReader(self.server_tools, show_calls)
-        )
+        reader = ResponsesStream if self.streaming else ResponseReader
+        self.reader: ResponsesStream | ResponseReader = reader(self.showing, hosted.specs, lead)
 
     @property
     def intercepts(self) -> bool:
         """Whether server tools take part: background responses have no stream to act on."""
-        return bool(self.server_tools) and not self.body.get("background")
+        return bool(self.server_tools or self.hosted.by_label) and not self.body.get("background")
+
+    @property
+    def approved(self) -> list[ToolCall]:
+        """The held calls the input approves, to run (`decide`) before the first round."""
+        return self.approvals.approved(self.server_tools)
+
+    def decide(self, results: list[ToolResult]) -> None:
+        """Take the results of the `approved` calls: each answer goes where the client's
+        approval response was, and the approved calls that ran start the response."""
+        by_call = {result.call.id: result for result in results}
+        outputs = self.approvals.outputs(by_call)
+        if outputs:
+            self.body["input"] = self.approvals.rewrite(self.body["input"], outputs)
+            self.reader.lead += self.approvals.shown(by_call, self.showing.shown)
 
     def request(self) -> dict[str, Any]:
         if self.next_input is None:
@@ -114,14 +165,19 @@ class ResponsesConversation:
 
     def remembrance(self) -> Remembrance:
         """What a later request needs to continue this response (see `ResponsesMemory`)."""
-        memo = Remembrance(self.client_id, self.upstream_id, self.unsent)
-        if self.chained or self.show_calls:
-            return memo  # the upstream holds the items, or the client got them as mcp_call
+        memo = Remembrance(self.client_id, self.upstream_id, self.unsent, held=self.reader.held)
+        if self.chained:
+            return memo  # the upstream holds the items
         anchor: str | None = None  # the last item the client saw
         leading: list[dict[str, Any]] = []  # hidden items before any the client saw
         for item in self.transcript:
             call_id = item.get("call_id")
-            if is_server_call(item, self.server_tools) and call_id in self.outputs:
+            shown = self.showing.shown_id(item)
+            if shown is not None:  # the client got it as an mcp item, and replays that
+                anchor = shown
+                if leading:
+                    memo.before[anchor], leading = leading, []
+            elif is_server_call(item, self.server_tools) and call_id in self.outputs:
                 hidden = [item, self.outputs[call_id]]
                 if anchor is None:
                     leading += hidden

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.responses.approvals import answered_ids
 from proxy.store.scope import Scoped
 
 
@@ -29,6 +30,7 @@ class Remembrance:
     unsent: list[dict[str, Any]] = field(default_factory=list)  # outputs still owed upstream
     after: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # anchor -> hidden
     before: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # anchor -> hidden
+    held: dict[str, list[str]] = field(default_factory=dict)  # approval id -> name, arguments
 
 
 def anchor_of(item: Any) -> str | None:
@@ -48,6 +50,7 @@ class ResponsesMemory:
 
     def __init__(self, scoped: Scoped) -> None:
         self.scoped = scoped
+        self.held: dict[str, list[str]] = {}  # the held calls the last `recall` found
 
     async def keep(self, memo: Remembrance) -> None:
         items: list[tuple[str, Any]] = []
@@ -59,21 +62,26 @@ class ResponsesMemory:
             items.append((f"resp:chain:{memo.client_id}", [memo.upstream_id, memo.unsent]))
         items += [(f"resp:after:{anchor}", hidden) for anchor, hidden in memo.after.items()]
         items += [(f"resp:before:{anchor}", hidden) for anchor, hidden in memo.before.items()]
+        items += [(f"resp:approval:{id_}", call) for id_, call in memo.held.items()]
         await self.scoped.put(items)
 
     async def recall(self, body: dict[str, Any]) -> bool:
-        """Rewrite a request in place with what is remembered; True if anything changed."""
+        """Rewrite a request in place with what is remembered; True if anything changed. The
+        held calls its approval responses answer are kept in `held`."""
         previous = body.get("previous_response_id")
         given = body.get("input")
         anchors = _anchors(given) if isinstance(given, list) else []
+        answered = answered_ids(given)
         keys = [f"resp:chain:{previous}"] if isinstance(previous, str) else []
         keys += [f"resp:{side}:{anchor}" for side in ("before", "after") for anchor in anchors]
+        keys += [f"resp:approval:{id_}" for id_ in answered]
         if not keys:
             return False
         values = iter(await self.scoped.get(keys))
         chain = next(values) if isinstance(previous, str) else None
         before = dict(zip(anchors, values, strict=False))
         after = dict(zip(anchors, values, strict=False))
+        self.held = {id_: call for id_, call in zip(answered, values, strict=False) if call}
         items = given
         if isinstance(given, list) and (any(before.values()) or any(after.values())):
             items = _restore(given, before, after)

@@ -11,8 +11,11 @@ class MergedResponse:
     """Keeps what the client must see across rounds: the first round's id, the visible output
     items in client order, the summed usage, and the latest round's response object."""
 
-    def __init__(self, server_tools: frozenset[str]) -> None:
+    def __init__(
+        self, server_tools: frozenset[str], hosted: list[dict[str, Any]] | None = None
+    ) -> None:
         self.server_tools = server_tools
+        self.hosted = hosted or []  # the request's hosted tools the proxy ran: shown as sent
         self.client_id: str | None = None
         self.first: dict[str, Any] = {}
         self.last: dict[str, Any] = {}
@@ -50,13 +53,16 @@ class MergedResponse:
             shown["previous_response_id"] = self.first["previous_response_id"]
         if isinstance(shown.get("tools"), list):
             shown["tools"] = [
-                t
-                for t in shown["tools"]
-                if not (
-                    isinstance(t, dict)
-                    and t.get("type") == "function"
-                    and t.get("name") in self.server_tools
-                )
+                *(
+                    t
+                    for t in shown["tools"]
+                    if not (
+                        isinstance(t, dict)
+                        and t.get("type") == "function"
+                        and t.get("name") in self.server_tools
+                    )
+                ),
+                *self.hosted,
             ]
         return shown
 

@@ -8,7 +8,7 @@ import orjson
 
 from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
-from proxy.responses.calls import HiddenCall, awaits_client, is_server_call, mcp_item
+from proxy.responses.calls import HiddenCall, Showing, awaits_client, is_server_call
 from proxy.responses.merged import MergedResponse
 from proxy.tools.runner import ToolResult
 
@@ -16,10 +16,17 @@ from proxy.tools.runner import ToolResult
 class ResponseReader:
     """The non-streaming counterpart of `ResponsesStream`: same loop, one JSON body per round."""
 
-    def __init__(self, server_tools: frozenset[str], show_calls: bool) -> None:
-        self.server_tools = server_tools
-        self.show_calls = show_calls
-        self.merged = MergedResponse(server_tools)
+    def __init__(
+        self,
+        showing: Showing,
+        hosted: list[dict[str, Any]] | None = None,
+        lead: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.server_tools = showing.server_tools
+        self.showing = showing
+        self.merged = MergedResponse(showing.server_tools, hosted)
+        self.lead = lead or []
+        self.held: dict[str, list[str]] = {}  # approval request id -> tool name, arguments
         self.start_round()
 
     def start_round(self) -> None:
@@ -48,15 +55,22 @@ class ResponseReader:
         self.merged.begin(response)
         self.merged.end(response)
         self.items = output
+        for item in self.lead:  # the items the proxy starts the response with
+            self.merged.output[self.merged.place()] = item
+        self.lead = []
         client_calls = 0
         for item in output:
             if is_server_call(item, self.server_tools):
-                hidden = HiddenCall(item)
+                hidden = HiddenCall.of(item, self.showing)
                 hidden.finish(item)
                 place = None
-                if self.show_calls:
+                if hidden.shown_as is not None:
                     place = self.merged.place()
-                    self.merged.output[place] = mcp_item(hidden.call, None)
+                    shown = self.merged.output[place] = hidden.shown(None)
+                if hidden.approval:
+                    self.held[shown["id"]] = [hidden.call.name, hidden.call.arguments]
+                    client_calls += 1
+                    continue
                 self.hidden.append((place, hidden))
             else:
                 self.merged.output[self.merged.place()] = item
@@ -72,7 +86,7 @@ class ResponseReader:
         by_call = {r.call.id: r for r in results}
         for place, hidden in self.hidden:
             if place is not None:
-                self.merged.output[place] = mcp_item(hidden.call, by_call.get(hidden.call.id))
+                self.merged.output[place] = hidden.shown(by_call.get(hidden.call.id))
         return []
 
     def finish(self) -> list[bytes]:

@@ -4,7 +4,10 @@ sees. Sans-I/O: upstream SSE bytes in, client SSE bytes out.
 The client sees one `response.created`/`.in_progress` (the first round's), every event of the
 visible items with `output_index` renumbered without gaps, `sequence_number` counting from 0,
 and one terminal event whose response lists the visible items and the summed usage. Server
-calls are hidden from `output_item.added` to `output_item.done` — or shown as `mcp_call`.
+calls are hidden from `output_item.added` to `output_item.done` — or shown as `mcp_call`, or,
+held for approval, as an `mcp_approval_request` once its arguments are known. Items the proxy
+itself starts the response with (`mcp_list_tools`, approved calls run) come right after the
+response's start.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import orjson
 
 from proxy.loop.round import RoundOutcome
-from proxy.responses.calls import HiddenCall, awaits_client, is_server_call, mcp_item
+from proxy.responses.calls import HiddenCall, Showing, awaits_client, is_server_call
 from proxy.responses.merged import MergedResponse
 from proxy.sse import SSEDecoder, encode
 from proxy.tools.runner import ToolResult
@@ -27,10 +30,19 @@ _DELTA = b'event: response.output_text.delta\ndata: {"type":"response.output_tex
 class ResponsesStream:
     """One client stream, across every upstream round of the request."""
 
-    def __init__(self, server_tools: frozenset[str], show_calls: bool) -> None:
-        self.server_tools = server_tools
-        self.show_calls = show_calls
-        self.merged = MergedResponse(server_tools)
+    def __init__(
+        self,
+        showing: Showing,
+        hosted: list[dict[str, Any]] | None = None,
+        lead: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """`hosted`: the request's hosted tools the proxy runs (the client sees them in the
+        response's `tools`); `lead`: the items the response starts with."""
+        self.server_tools = showing.server_tools
+        self.showing = showing
+        self.merged = MergedResponse(showing.server_tools, hosted)
+        self.lead = lead or []
+        self.held: dict[str, list[str]] = {}  # approval request id -> tool name, arguments
         self.sequence = 0
         self.round_no = 0
         self.start_round()
@@ -50,7 +62,7 @@ class ResponsesStream:
     # -- upstream events in ----------------------------------------------------------------
 
     def feed(self, data: bytes) -> bytes:
-        if self._plain_delta(data):
+        if not self.lead and self._plain_delta(data):
             self.sequence += 1
             return data  # the hot path: one text delta that needs no change, not parsed
         return b"".join(
@@ -74,11 +86,15 @@ class ResponsesStream:
 
     def end_round(self) -> RoundOutcome:
         tail = [frame for event in self.decoder.close() for frame in self._event(event.data)]
-        calls = [hidden.call for hidden in self.hidden.values()]
-        client_calls = sum(
+        calls = [hidden.call for hidden in self.hidden.values() if not hidden.approval]
+        client_calls = sum(  # held calls too: the client answers them
             1
             for oi, item in self.items.items()
-            if oi not in self.hidden and awaits_client(item, self.server_tools)
+            if (
+                self.hidden[oi].approval
+                if oi in self.hidden
+                else awaits_client(item, self.server_tools)
+            )
         )
         failed = self.failed or self.errored
         cut_short = self.terminal is None and not failed
@@ -113,7 +129,10 @@ class ResponsesStream:
             if self.round_no > 1:
                 return []  # the client already saw its response start
             event["response"] = self.merged.visible(response)
-            return [self._emit(event)]
+            started = [self._emit(event)]
+            return [*started, *self._lead()] if kind == "response.in_progress" else started
+        if self.lead:
+            return [*self._lead(), *self._event(data)]
         if kind in _ENDS:
             response = event.get("response") or {}
             self.merged.end(response)
@@ -166,11 +185,11 @@ class ResponsesStream:
         if isinstance(item.get("id"), str):
             self.by_id[item["id"]] = index
         if is_server_call(item, self.server_tools):
-            hidden = self.hidden[index] = HiddenCall(item)
-            if not self.show_calls:
-                return []
+            hidden = self.hidden[index] = HiddenCall.of(item, self.showing)
+            if hidden.shown_as is None or hidden.approval:
+                return []  # hidden; or shown whole once its arguments are known
             hidden.client_index = self.merged.place()
-            shown = mcp_item(hidden.call, None)
+            shown = hidden.shown(None)
             self.merged.output[hidden.client_index] = shown
             return [
                 self._emit_item("response.output_item.added", hidden.client_index, shown),
@@ -205,8 +224,10 @@ class ResponsesStream:
         elif kind == "response.output_item.done":
             hidden.finish(event.get("item") or {})
             self.items[index] = hidden.item
+            if hidden.approval:
+                return self._ask(hidden)
             if shown is not None:
-                self.merged.output[shown] = mcp_item(hidden.call, None)
+                self.merged.output[shown] = hidden.shown(None)
                 return [
                     self._emit(
                         {
@@ -221,6 +242,34 @@ class ResponsesStream:
 
     # -- the proxy's own output ------------------------------------------------------------
 
+    def _ask(self, hidden: HiddenCall) -> list[bytes]:
+        """Show a held call, whole, as the `mcp_approval_request` the client answers."""
+        index = hidden.client_index = self.merged.place()
+        hidden.shown_done = True
+        item = self.merged.output[index] = hidden.shown(None)
+        self.held[item["id"]] = [hidden.call.name, hidden.call.arguments]
+        return [
+            self._emit_item("response.output_item.added", index, item),
+            self._emit_item("response.output_item.done", index, item),
+        ]
+
+    def _lead(self) -> list[bytes]:
+        """The items the proxy starts the response with, each with its events."""
+        frames: list[bytes] = []
+        for item in self.lead:
+            index = self.merged.place()
+            self.merged.output[index] = item
+            kind = item["type"]  # mcp_list_tools, or mcp_call
+            status = "completed" if item.get("error") is None else "failed"
+            frames += [
+                self._emit_item("response.output_item.added", index, item),
+                self._emit_about(f"response.{kind}.in_progress", index, item),
+                self._emit_about(f"response.{kind}.{status}", index, item),
+                self._emit_item("response.output_item.done", index, item),
+            ]
+        self.lead = []
+        return frames
+
     def show_results(self, results: list[ToolResult]) -> list[bytes]:
         """Complete the `mcp_call` items of this round's calls with their outputs."""
         frames: list[bytes] = []
@@ -228,14 +277,14 @@ class ResponsesStream:
         for hidden in self.hidden.values():
             result = by_call.get(hidden.call.id)
             if hidden.client_index is None or hidden.shown_done or result is None:
-                continue
+                continue  # hidden, held for approval, or not run
             frames.extend(self._close_shown(hidden, result))
         return frames
 
     def _close_shown(self, hidden: HiddenCall, result: ToolResult | None) -> list[bytes]:
         assert hidden.client_index is not None
         hidden.shown_done = True
-        item = mcp_item(hidden.call, result)
+        item = hidden.shown(result)
         if result is None:
             item["status"] = "incomplete"
         self.merged.output[hidden.client_index] = item
@@ -250,7 +299,7 @@ class ResponsesStream:
         ]
 
     def finish(self) -> list[bytes]:
-        frames: list[bytes] = []
+        frames = self._lead()  # an empty response still starts with them
         for hidden in self.hidden.values():  # shown calls that never ran (round limit)
             if hidden.client_index is not None and not hidden.shown_done:
                 frames.extend(self._close_shown(hidden, None))
