@@ -15,10 +15,18 @@ import pytest
 from proxy import Origin, Tool, ToolProvider, tool
 from proxy.app import create_app
 from proxy.config import Settings
-from proxy.responses.calls import DECLINED
+from proxy.responses.calls import DECLINED, Showing
+from proxy.responses.stream import ResponsesStream
 from proxy.tools.registry import Registry
 from tests.conftest import mocked_app, openai_client, raw_client
-from tests.events import body_round, call_events, message_events, stream_round
+from tests.events import (
+    body_round,
+    call_events,
+    events_body,
+    message_events,
+    response,
+    stream_round,
+)
 from tests.redis_server import redis_url  # noqa: F401 - a fixture
 from tests.servers import serve, upstream_app
 from tests.upstream import ScriptedUpstream
@@ -428,3 +436,15 @@ def test_an_approval_on_another_replica(redis_url: str) -> None:  # noqa: F811
         )
     assert [item.type for item in done.output] == ["mcp_call", "message"]
     assert (wiki_one.asked, wiki_two.asked) == ([], ["What is MCP?"])
+
+
+def test_the_list_comes_as_soon_as_the_response_started() -> None:
+    """Before the model's first event: a slow model does not hold it back."""
+    listing = {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "wiki", "tools": []}
+    stream = ResponsesStream(Showing(frozenset()), [hosted()], [listing])
+    started = events_body(
+        {"type": "response.created", "response": response("resp_1", status="in_progress")},
+        {"type": "response.in_progress", "response": response("resp_1", status="in_progress")},
+    )
+    out = stream.feed(started)
+    assert out.count(b"event: response.mcp_list_tools.completed\n") == 1
