@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import sys
 import uuid
@@ -16,7 +17,8 @@ from typing import Any
 import openai
 import pytest
 
-from proxy import Tool, ToolProvider, tool
+from proxy import Origin, Tool, ToolProvider, tool
+from proxy.cli import print_tools
 from proxy.config import ConfigError, load_settings
 from proxy.tools.registry import Registry, load_registry
 from tests.chunks import calls_round, text_round
@@ -192,10 +194,14 @@ async def test_providers_start_together() -> None:
 LIVE_PROVIDER = """
 from pathlib import Path
 
-from proxy import ToolProvider, tool
+from proxy import ConfigError, ToolProvider, tool
 
 
 class Notes(ToolProvider):
+    def configure(self, config):
+        if not isinstance(config.get("name"), str):
+            raise ConfigError("notes.name: must be a string, the note's tool name")
+
     async def start(self, config):
         self.closed = Path(config["closed"])
         text = config["text"]
@@ -291,3 +297,54 @@ def test_an_allow_list_may_name_a_tool_a_provider_offers_once_started(
     assert "'later_note'" in caplog.text and "notes" in caplog.text
     with pytest.raises(ConfigError, match="'later_note'"):
         create_app(settings, Registry.of(weather, plugin="tests"))  # none could: refused
+
+
+def test_a_provider_refusing_its_config_stops_start_up_naming_what_is_wrong(
+    tmp_path: Path,
+) -> None:
+    site, config, _ = live_notes(tmp_path)
+    config.write_text('[plugin_config.notes]\nname = 3\ntext = "x"\n', encoding="utf-8")
+    env = clean_env(site, TOOL_PROXY_PLUGINS="notes")
+    for command in (["tools"], ["serve", "--upstream", "http://127.0.0.1:9/v1"]):
+        run = run_cli([*command, "--config", str(config)], env, tmp_path)
+        assert (run.returncode, run.stdout) == (2, "")
+        assert run.stderr == (
+            "openai-tool-proxy: plugin 'notes': notes.name: must be a string, the note's tool "
+            "name\n"
+        )
+
+
+class Configured(Notes):
+    """Checks its table once, and names the servers its tools come from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[Mapping[str, Any]] = []
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        self.checked.append(config)
+        if "text" not in config:
+            raise ValueError("text: missing")
+
+    def servers(self) -> Sequence[str]:
+        return ["archive", "ledger"]
+
+
+async def test_providers_are_configured_once_before_they_start() -> None:
+    provider = Configured()
+    registry = registry_with(notes=provider)
+    registry.configure(HOURS)
+    await registry.start(HOURS)  # configured already: not again
+    assert provider.checked == [HOURS["notes"]]
+    assert registry.servers() == {"archive": "notes", "ledger": "notes"}
+    with pytest.raises(ConfigError, match=r"^plugin 'notes': text: missing$"):
+        registry_with(notes=Configured()).configure({"notes": {"name": "x"}})
+    await registry.close()
+
+
+def test_the_tools_listing_names_a_tools_server(capsys: pytest.CaptureFixture[str]) -> None:
+    remote = Tool("get_time", "The time.", {"type": "object"}, lambda: "", origin=Origin("t", "x"))
+    print_tools(Registry.of(remote, plugin="mcp"))
+    assert capsys.readouterr().out.startswith("get_time  (plugin: mcp, server: t)\n")
+    print_tools(Registry.of(remote, plugin="mcp"), json_output=True)
+    assert json.loads(capsys.readouterr().out)[0]["server"] == "t"
