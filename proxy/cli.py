@@ -56,6 +56,8 @@ def serve(settings: Settings, registry: Registry) -> int:
 
     logs.configure(settings.log_level, settings.log_format)  # inherited by forked workers
     names = ", ".join(sorted(registry)) or "none"
+    if registry.providers:  # their tools are known once they started, in each worker
+        names += f"; and those of {', '.join(registry.providers)} once started"
     for warning in warnings_for(settings):
         print(f"openai-tool-proxy: warning: {warning}", file=sys.stderr)
     print(

@@ -232,7 +232,10 @@ def live_notes(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_serve_starts_the_provider_and_closes_it_on_sigterm(tmp_path: Path) -> None:
     site, config, closed = live_notes(tmp_path)
     script = ScriptedUpstream(calls_round(("call_1", "opening_hours", "{}")), text_round("9-5"))
-    with served_proxy(script, site, plugins="notes", TOOL_PROXY_CONFIG=str(config)) as url:
+    printed: list[str] = []
+    with served_proxy(
+        script, site, plugins="notes", output=printed, TOOL_PROXY_CONFIG=str(config)
+    ) as url:
         client = openai.OpenAI(base_url=url, api_key="sk-user", max_retries=0)
         stream = client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "hours?"}], stream=True
@@ -241,6 +244,7 @@ def test_serve_starts_the_provider_and_closes_it_on_sigterm(tmp_path: Path) -> N
         assert not closed.exists()
     assert script.requests[1]["messages"][-1]["content"] == "9 to 5"
     assert closed.read_text(encoding="utf-8") == "closed"
+    assert "(server tools: none; and those of notes once started)\n" in printed[1]
 
 
 def test_the_tools_command_lists_a_providers_tools_and_closes_it(tmp_path: Path) -> None:
