@@ -154,6 +154,10 @@ async def test_a_configured_server_is_run_by_the_proxy_and_shown_as_openai_shows
     assert (listing.type, listing.server_label) == ("mcp_list_tools", "wiki")
     assert [t.name for t in listing.tools] == ["ask_question", "read.structure"]
     assert listing.tools[1].input_schema == _schema()
+    assert (listing.tools[0].annotations, listing.tools[1].annotations) == (
+        None,
+        {"readOnlyHint": True},
+    )
     assert (call.type, call.server_label, call.name) == ("mcp_call", "wiki", "ask_question")
     assert (call.output, call.error, call.status) == ("Answer to 'What is MCP?'", None, "completed")
     assert message.content[0].text == "MCP is a protocol."

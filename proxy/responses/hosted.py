@@ -80,8 +80,8 @@ class Hosted:
                     "name": tool.origin.name if tool.origin else tool.name,
                     "description": tool.description,
                     "input_schema": tool.parameters,
-                    "annotations": (
-                        {"read_only": True} if tool.origin and tool.origin.read_only else None
+                    "annotations": (  # MCP's own spelling
+                        {"readOnlyHint": True} if tool.origin and tool.origin.read_only else None
                     ),
                 }
                 for tool in self.tools
