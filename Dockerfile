@@ -1,4 +1,4 @@
-# The proxy and its first-party plugins (clock, calculator), as a sidecar or a service.
+# The proxy and its first-party plugins (clock, calculator, mcp), as a sidecar or a service.
 #   docker build -t openai-tool-proxy:0.1.0 .
 #   docker run --rm -p 8080:8080 -e TOOL_PROXY_UPSTREAM=https://api.openai.com/v1 openai-tool-proxy:0.1.0
 # Configured by the same TOOL_PROXY_* environment as `openai-tool-proxy serve` (README,
@@ -13,7 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY plugins ./plugins
-RUN pip install --no-cache-dir . ./plugins/clock ./plugins/calculator
+RUN pip install --no-cache-dir . ./plugins/clock ./plugins/calculator ./plugins/mcp
 
 FROM python:3.12-slim
 # tini as PID 1: it reaps the orphans a tool's subprocesses leave (the kernel hands them to PID 1,

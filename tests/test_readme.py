@@ -4,6 +4,8 @@ pip, the TOML config, and the settings table."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 from proxy.config import SPECS, load_settings
 from tests.chunks import calls_round, text_round
 from tests.distributions import write_distribution
+from tests.events import body_round, call_events, message_events
 from tests.processes import clean_env, run_cli, served_proxy
 from tests.upstream import ScriptedUpstream
 
@@ -163,3 +166,34 @@ def test_the_derived_image_shown_is_the_linted_one() -> None:
         line for line in linted.read_text(encoding="utf-8").splitlines() if not line.startswith("#")
     ]
     assert shown == instructions
+
+
+def test_the_mcp_example_serves_the_time_servers_tools_to_the_approval_app(
+    tmp_path: Path,
+) -> None:
+    """The README's `mcpServers` file as written (its `docs` server is not running: it is
+    reported, and the `time` server serves), and the approval app against it."""
+    config = tmp_path / "mcp.json"
+    config.write_text(block("json", "{"), encoding="utf-8")
+    tokyo = json.dumps({"timezone": "Asia/Tokyo"})
+    script = ScriptedUpstream(
+        body_round("resp_1", call_events(0, "call_1", "get_current_time", tokyo)[1]),
+        body_round("resp_2", message_events(0, "It is 9:00 in Tokyo.")[1]),
+    )
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    with served_proxy(
+        script, plugins="mcp", TOOL_PROXY_MCP_CONFIG=str(config), PATH=path
+    ) as base_url:
+        result = run_app(block("python", APPROVE), base_url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "It is 9:00 in Tokyo.\n"
+    assert {"get_current_time", "convert_time"} <= {
+        t.get("name") for t in script.requests[0]["tools"]
+    }
+    assert script.requests[1]["previous_response_id"] == "resp_1"
+    (answer,) = script.requests[1]["input"]
+    assert (answer["type"], answer["call_id"]) == ("function_call_output", "call_1")
+    assert json.loads(answer["output"])["timezone"] == "Asia/Tokyo"
+
+
+APPROVE = "# approve.py — OpenAI's hosted MCP tool, run by the proxy with its own MCP server"
