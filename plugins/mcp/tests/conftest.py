@@ -82,10 +82,8 @@ def http_server() -> Iterator[Served]:
 @asynccontextmanager
 async def started(servers: dict[str, Any]) -> AsyncIterator[MCPServers]:
     """The provider with these `mcpServers`, from start to close."""
-    config = {"mcpServers": servers}
     provider = MCPServers()
-    provider.configure(config)
-    await provider.start(config)
+    await provider.start({"mcpServers": servers})  # configured by it too, when used alone
     try:
         yield provider
     finally:

@@ -5,21 +5,24 @@ servers' restarts. (Through the proxy, with the `openai` client: tests/test_mcp.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Served, started, stdio
 from mcp_servers.paged import LONG
-from openai_tool_proxy_mcp import MCPServers
+from openai_tool_proxy_mcp import MCPServers, connection
+from openai_tool_proxy_mcp.connection import backoff
 
 from proxy import Origin, Tool, ToolError
 
-DEMO_TOOLS = ["echo", "pid", "started", "sleep", "meet", "fail", "reject", "kinds", "add_tool"]
+DEMO_TOOLS = ["echo", "about", "started", "sleep", "meet", "fail", "reject", "kinds", "add_tool"]
 
 
 def tool(provider: MCPServers, name: str) -> Tool:
@@ -40,12 +43,12 @@ async def changed(provider: MCPServers, seen: Sequence[Tool]) -> Sequence[Tool]:
 
 
 async def test_stdio_servers_offer_every_page_of_tools_named_for_openai(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     tasks = asyncio.all_tasks()
-    servers = {"paged": stdio("paged.py"), "demo": stdio("demo.py")}
+    demo = stdio("demo.py", env={"DEMO_ENV": "from the config"}, cwd=str(tmp_path))
     with caplog.at_level(logging.WARNING):
-        async with started(servers) as provider:
+        async with started({"paged": stdio("paged.py"), "demo": demo}) as provider:
             offered = [(t.name, t.origin) for t in provider.tools()]
             assert offered[:3] == [
                 ("first", Origin("paged", "first")),
@@ -53,28 +56,37 @@ async def test_stdio_servers_offer_every_page_of_tools_named_for_openai(
                 ("a" * 55 + "_" + offered[2][0][-8:], Origin("paged", LONG)),
             ]
             assert [name for name, _ in offered[3:]] == DEMO_TOOLS
+            assert tool(provider, "first").description == "The first page's"  # its title
             assert await call(provider, "files_read_all") == "files/read.all called"
             assert await call(provider, "echo", text="hello") == "hello"
-            pid = await call(provider, "pid")
+            about = json.loads(await call(provider, "about"))
+            handler = tool(provider, "echo").handler
     assert caplog.messages == [
         "MCP server 'paged': tool 'broken' left out, the proxy cannot offer it: tool 'broken' "
         "has an invalid parameters schema: 5 is not valid under any of the given schemas"
     ]
+    assert about["env"] == "from the config"
+    assert (about["cwd"], about["client"]) == (str(tmp_path), "openai-tool-proxy")
     with pytest.raises(ProcessLookupError):  # ended, and reaped: no zombie
-        os.kill(int(pid), 0)
+        os.kill(about["pid"], 0)
     assert asyncio.all_tasks() == tasks
+    with pytest.raises(ToolError, match="is not connected: the proxy is shutting down"):
+        await handler(text="too late")
 
 
 async def test_an_http_servers_tools_keep_their_schema_description_and_hints(
     http_server: Served,
 ) -> None:
-    only = {"allowed_tools": ["echo", "pid", "sleep"], "blocked_tools": ["sleep"]}
-    async with started({"web": {"url": http_server.url, **only, "timeout": 2}}) as provider:
-        echo, pid = provider.tools()
-    assert (echo.name, echo.description, pid.name) == ("echo", "Say the text back.", "pid")
+    web = {"url": http_server.url, "headers": {"X-Demo": "sent"}, "timeout": 2}
+    only = {"allowed_tools": ["echo", "about", "sleep"], "blocked_tools": ["sleep"]}
+    async with started({"web": {**web, **only}}) as provider:
+        echo, about = provider.tools()
+        told = json.loads(await about.handler())
+    assert (echo.name, echo.description, about.name) == ("echo", "Say the text back.", "about")
     assert echo.parameters["properties"] == {"text": {"title": "Text", "type": "string"}}
     assert echo.origin == Origin("web", "echo", read_only=True)
-    assert (echo.timeout, pid.origin) == (2, Origin("web", "pid"))
+    assert (echo.timeout, about.origin) == (2, Origin("web", "about"))
+    assert (told["header"], told["client"]) == ("sent", "openai-tool-proxy")
 
 
 async def test_calls_to_one_server_run_at_once(http_server: Served) -> None:
@@ -113,7 +125,10 @@ async def test_the_servers_error_and_refusal_are_its_own_words(http_server: Serv
     assert str(refused.value) == "value 7 is out of range"
 
 
-async def test_a_changed_tool_list_is_listed_again(http_server: Served) -> None:
+async def test_a_changed_tool_list_is_listed_again(
+    http_server: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "openai_tool_proxy_mcp")
     async with started({"web": {"url": http_server.url}}) as provider:
         before = provider.tools()
         assert provider.tools() is before  # unchanged: the same object
@@ -122,16 +137,43 @@ async def test_a_changed_tool_list_is_listed_again(http_server: Served) -> None:
         assert [t.name for t in after] == [*DEMO_TOOLS, "late"]
         assert provider.tools() is after
         assert await call(provider, "late") == "late is here"
+    assert "MCP server 'web' changed its tools: 10 now" in caplog.messages
 
 
 async def test_a_restarted_http_server_is_reconnected_and_the_call_runs(
     http_server: Served,
 ) -> None:
     async with started({"web": {"url": http_server.url}}) as provider:
+        tools = provider.tools()
         first = await call(provider, "started")
         http_server.stop()
         http_server.start()  # it knows no session: it answers 404 to the old one
         assert await call(provider, "started") not in (first, None)
+        assert provider.tools() is tools  # the same tools: nothing to rebuild
+
+
+async def test_a_connection_lost_again_soon_waits_before_reconnecting(
+    http_server: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert [backoff(n) for n in range(9)] == [0, 0, 0.5, 1, 2, 4, 8, 16, 30]
+    async with started({"web": {"url": http_server.url}}) as provider:
+        http_server.stop()
+        http_server.start()
+        await call(provider, "started")  # its first loss: reconnected at once
+        http_server.stop()
+        http_server.start()
+        with pytest.raises(ToolError) as waiting:  # lost again soon: reconnected after a while
+            await call(provider, "started")
+    assert str(waiting.value) == (
+        "MCP server 'web' is not connected: the server ended the session (it restarted, or "
+        "the session expired); reconnecting"
+    )
+    monkeypatch.setattr(connection, "HEALTHY", 0)  # every connection lasted long enough
+    async with started({"web": {"url": http_server.url}}) as provider:
+        for _ in range(3):
+            http_server.stop()
+            http_server.start()
+            await call(provider, "started")
 
 
 async def test_while_a_server_is_down_its_tools_say_so(http_server: Served) -> None:
@@ -154,9 +196,11 @@ async def test_while_a_server_is_down_its_tools_say_so(http_server: Served) -> N
 async def test_a_legacy_sse_server() -> None:
     served = Served("sse")
     served.start()
+    old = {"type": "sse", "url": served.url, "headers": {"X-Demo": "over SSE"}}
     try:
-        async with started({"old": {"type": "sse", "url": served.url}}) as provider:
+        async with started({"old": old}) as provider:
             assert await call(provider, "echo", text="over SSE") == "over SSE"
+            assert json.loads(await call(provider, "about"))["header"] == "over SSE"
     finally:
         served.stop()
 
@@ -165,7 +209,11 @@ async def test_a_server_that_cannot_start_is_logged_once_while_the_others_serve(
     http_server: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
     late = Served("http")  # not started yet: its port refuses
-    servers = {"web": {"url": http_server.url}, "late": {"url": late.url}}
+    servers = {
+        "web": {"url": http_server.url},
+        "late": {"url": late.url},
+        "missing": {"command": "no-such-mcp-server", "args": ["--port", "1"]},
+    }
     with caplog.at_level(logging.DEBUG, "openai_tool_proxy_mcp"):
         async with started(servers) as provider:
             before = provider.tools()
@@ -180,10 +228,17 @@ async def test_a_server_that_cannot_start_is_logged_once_while_the_others_serve(
                 late.stop()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [
+        "MCP server 'missing' (no-such-mcp-server --port 1) could not start: FileNotFoundError: "
+        "[Errno 2] No such file or directory: 'no-such-mcp-server'; its tools are unavailable "
+        "until it does, and it is retried in the background",
         f"MCP server 'late' ({late.url}) could not start: ConnectError: All connection "
         "attempts failed; its tools are unavailable until it does, and it is retried in the "
-        "background"
+        "background",
     ]
+    assert (
+        "MCP server 'late': another attempt failed: ConnectError: All connection attempts failed"
+        in caplog.messages
+    )
     assert any(
         re.fullmatch(r"MCP server 'late' connected \(after \d+ failed attempts\): 9 tools", m)
         for m in caplog.messages

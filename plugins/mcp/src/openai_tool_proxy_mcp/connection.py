@@ -124,8 +124,6 @@ class Connection:
             async with asyncio.timeout(self.config.startup_timeout):
                 await stack.enter_async_context(link.client)
                 tools = await self._listed(link.client)
-            if link.lost is not None:  # ended as it connected
-                raise ConnectionError(link.lost)
             self._up(link, tools)
             while link.lost is None:
                 await link.changed.wait()
@@ -146,17 +144,9 @@ class Connection:
                 return tuple(tool for tool in tools if self.config.offers(tool.name))
 
     async def _relist(self, client: Client) -> None:
-        """List the tools again, the server having said they changed."""
-        try:
-            async with asyncio.timeout(self.config.startup_timeout):
-                tools = await self._listed(client)
-        except Exception as exc:
-            log.warning(
-                "MCP server %r changed its tools but listing them failed, the old list stays: %s",
-                self.name,
-                _describe(exc, self.config),
-            )
-            return
+        """List the tools again, the server having said they changed (a failure ends the
+        connection: the next one lists them)."""
+        tools = await self._listed(client)
         self._offer(tools)
         log.info("MCP server %r changed its tools: %d now", self.name, len(tools))
 

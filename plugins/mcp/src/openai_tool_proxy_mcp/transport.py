@@ -16,14 +16,12 @@ from mcp.client._transport import ReadStream, TransportStreams
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.message import SessionMessage
 
 from openai_tool_proxy_mcp.config import ServerConfig
 
 SESSION_HEADER = "mcp-session-id"
-# The SDK's own HTTP timeouts: a response stream may stay quiet for minutes (calls are bounded
-# by their tool timeout, not by these).
-HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 
 
 def transport_for(
@@ -52,11 +50,8 @@ async def _streamable_http(
         if response.status_code == 404 and SESSION_HEADER in response.request.headers:
             forgotten()
 
-    http = httpx2.AsyncClient(
-        headers=dict(config.headers),
-        timeout=HTTP_TIMEOUT,
-        event_hooks={"response": [on_response]},
-    )
+    http = create_mcp_http_client(headers=dict(config.headers))  # with the SDK's timeouts
+    http.event_hooks["response"].append(on_response)
     async with http, streamable_http_client(config.url, http_client=http) as streams:
         yield streams
 
@@ -89,11 +84,6 @@ class _EndWatch:
     ) -> None:
         self._inner = inner
         self._ended = ended
-
-    @property
-    def last_context(self) -> object:
-        """The sender's context, which the SDK's dispatcher looks for (see `ReadStream`)."""
-        return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> SessionMessage | Exception:
         try:

@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from collections import defaultdict
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -48,9 +49,16 @@ def build() -> MCPServer:
     instance = uuid.uuid4().hex
 
     @server.tool()
-    def pid() -> int:
-        """The server's process id."""
-        return os.getpid()
+    def about(ctx: Context) -> dict[str, Any]:
+        """What the server knows of itself and of its client."""
+        client = ctx.session.client_params
+        return {
+            "pid": os.getpid(),
+            "cwd": os.getcwd(),
+            "env": os.environ.get("DEMO_ENV"),
+            "header": (ctx.headers or {}).get("x-demo"),
+            "client": client.client_info.name if client else None,
+        }
 
     @server.tool()
     def started() -> str:

@@ -22,7 +22,7 @@ from mcp_types import (
 OBJECT = {"type": "object", "properties": {}}
 LONG = "a" * 70
 TOOLS = [
-    Tool(name="first", description="The first page's.", input_schema=OBJECT),
+    Tool(name="first", title="The first page's", input_schema=OBJECT),
     Tool(name="files/read.all", description="A name with / and .", input_schema=OBJECT),
     Tool(name=LONG, description="A name too long.", input_schema=OBJECT),
     Tool(
