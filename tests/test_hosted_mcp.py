@@ -15,7 +15,7 @@ import pytest
 from proxy import Origin, Tool, ToolProvider, tool
 from proxy.app import create_app
 from proxy.config import Settings
-from proxy.responses.calls import DECLINED, Showing
+from proxy.responses.calls import DECLINED, UNANSWERED, Showing
 from proxy.responses.stream import ResponsesStream
 from proxy.tools.registry import Registry
 from tests.conftest import mocked_app, openai_client, raw_client
@@ -452,3 +452,187 @@ def test_the_list_comes_as_soon_as_the_response_started() -> None:
     )
     out = stream.feed(started)
     assert out.count(b"event: response.mcp_list_tools.completed\n") == 1
+
+
+def types_of(items: list[Any]) -> list[Any]:
+    return [item.get("type", item.get("role")) for item in items]
+
+
+USER = {"role": "user", "content": "What is MCP?"}
+
+
+def approve(request_id: str) -> dict[str, Any]:
+    return {"type": "mcp_approval_response", "approval_request_id": request_id, "approve": True}
+
+
+async def test_an_approval_is_run_once_whatever_the_client_resends(client, upstream, wiki):
+    """Twice in one input, or again on a later turn: the held call runs once — a later turn
+    continues another response, whose held calls these are not: OpenAI's 400."""
+    up = upstream(ask_round(), stream_round("resp_2", message_events(0, "ok")))
+    _, first = await stream(client, tools=[hosted()])
+    answer = {
+        "type": "mcp_approval_response",
+        "approval_request_id": "mcpr_call_a",
+        "approve": True,
+    }
+    _, second = await stream(
+        client, tools=[hosted()], previous_response_id=first.id, input=[answer, answer]
+    )
+    assert [item.type for item in second.output] == ["mcp_call", "message"]
+    assert types_of(up.requests[1]["input"]) == ["function_call_output"]
+    with pytest.raises(openai.BadRequestError) as refused:
+        await stream(client, tools=[hosted()], previous_response_id=second.id, input=[answer])
+    assert refused.value.body["param"] == "input[0].approval_request_id"  # type: ignore[index]
+    assert wiki[1].asked == ["What is MCP?"]
+    assert len(up.requests) == 2
+
+
+async def test_an_approval_the_proxy_never_made_is_a_400_not_sent_upstream(client, upstream):
+    upstream()
+    answer = {"type": "mcp_approval_response", "approval_request_id": "mcpr_gone", "approve": True}
+    with pytest.raises(openai.BadRequestError, match="No MCP approval request 'mcpr_gone'"):
+        await stream(client, tools=[hosted()], input=[USER, answer])
+
+
+async def test_an_approval_for_the_upstreams_own_mcp_tool_goes_upstream(client, upstream):
+    up = upstream(stream_round("resp_1", message_events(0, "ok")))
+    theirs = {"type": "mcp", "server_label": "deepwiki", "server_url": "https://x.example/mcp"}
+    answer = {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True}
+    await stream(client, tools=[theirs], input=[USER, answer])
+    assert up.requests[0]["input"][-1] == answer
+
+
+async def test_an_unanswered_approval_gets_an_output_upstream(client, upstream, wiki):
+    """Every call needs an output upstream: a held call the client goes on without answering
+    gets one saying it did not run — replayed, or continued by `previous_response_id`."""
+    up = upstream(
+        ask_round(),
+        stream_round("resp_2", message_events(0, "ok")),
+        ask_round("resp_3", "call_b"),
+        stream_round("resp_4", message_events(0, "ok")),
+    )
+    _, first = await stream(client, tools=[hosted()], input=[USER], store=False)
+    seen = [item.model_dump(exclude_none=True) for item in first.output]
+    moving_on = {"role": "user", "content": "never mind"}
+    await stream(client, tools=[hosted()], input=[USER, *seen, moving_on], store=False)
+    assert up.requests[1]["input"][1:3] == [
+        {
+            "type": "function_call",
+            "call_id": "call_a",
+            "name": "ask_question",
+            "arguments": QUESTION,
+        },
+        {"type": "function_call_output", "call_id": "call_a", "output": UNANSWERED},
+    ]
+    _, third = await stream(client, tools=[hosted()])
+    await stream(client, tools=[hosted()], previous_response_id=third.id, input=[moving_on])
+    assert up.requests[3]["previous_response_id"] == "resp_3"
+    assert up.requests[3]["input"] == [
+        {"type": "function_call_output", "call_id": "call_b", "output": UNANSWERED},
+        moving_on,
+    ]
+    assert wiki[1].asked == []
+
+
+async def test_replayed_items_of_the_proxys_servers_never_reach_the_upstream(client, upstream):
+    """Narrowed on a later turn, or a server without tools now: its items are the proxy's."""
+    up = upstream(
+        ask_round(),
+        stream_round("resp_2", message_events(0, "A protocol.")),
+        stream_round("resp_3", message_events(0, "ok")),
+    )
+    tools = [hosted(require_approval="never"), {"type": "mcp", "server_label": "down"}]
+    _, first = await stream(client, tools=tools, input=[USER], store=False)
+    seen = [item.model_dump(exclude_none=True) for item in first.output]
+    assert types_of(seen)[:3] == ["mcp_list_tools", "mcp_list_tools", "mcp_call"]
+    narrowed = [hosted(require_approval="never", allowed_tools=["read.structure"]), tools[1]]
+    more = {"role": "user", "content": "more"}
+    await stream(client, tools=narrowed, input=[USER, *seen, more], store=False)
+    assert types_of(up.requests[2]["input"]) == [
+        "user",
+        "function_call",
+        "function_call_output",
+        "message",
+        "user",
+    ]
+
+
+async def test_a_mixed_round_ends_with_the_clients_call_and_the_held_one(wiki, upstream):
+    """The client's own function, a held call and a run call in one round: all three answered
+    upstream when the client comes back with its output and its approval."""
+    lookup = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    rule = {"never": {"tool_names": ["read.structure"]}}
+    up = upstream(
+        stream_round(
+            "resp_1",
+            call_events(0, "call_c", "lookup", "{}"),
+            call_events(1, "call_a", "ask_question", QUESTION),
+            call_events(2, "call_r", "read_structure", "{}"),
+        ),
+        body_round("resp_2", message_events(0, "done")[1]),
+    )
+    client = openai_client(mocked_app(wiki[0]))
+    events, first = await stream(client, tools=[lookup, hosted(require_approval=rule)])
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [(i.type, getattr(i, "name", None)) for i in first.output] == [
+        ("mcp_list_tools", None),
+        ("function_call", "lookup"),
+        ("mcp_approval_request", "ask_question"),
+        ("mcp_call", "read.structure"),
+    ]
+    answers = [
+        {"type": "function_call_output", "call_id": "call_c", "output": "42"},
+        {"type": "mcp_approval_response", "approval_request_id": "mcpr_call_a", "approve": True},
+    ]
+    second = await client.responses.create(
+        model="m", input=answers, previous_response_id=first.id, tools=[lookup, hosted()]
+    )
+    assert sorted(i["call_id"] for i in up.requests[1]["input"]) == ["call_a", "call_c", "call_r"]
+    assert [item.type for item in second.output] == ["mcp_call", "message"]
+
+
+async def test_a_shown_call_that_never_ran_is_incomplete_in_a_whole_body(wiki, upstream):
+    upstream(
+        body_round("resp_1", call_events(0, "call_a", "ask_question", QUESTION)[1]),
+        body_round("resp_2", call_events(0, "call_b", "ask_question", '{"question": "b"}')[1]),
+    )
+    client = openai_client(mocked_app(wiki[0], max_rounds=2))
+    final = await client.responses.create(
+        model="m", input="q", tools=[hosted(require_approval="never")]
+    )
+    assert [(item.type, item.status) for item in final.output[1:]] == [
+        ("mcp_call", "completed"),
+        ("mcp_call", "incomplete"),
+    ]
+
+
+def test_a_held_call_is_asked_for_when_the_upstream_sends_no_item_done() -> None:
+    showing = Showing(frozenset({"ask"}), {"ask": ("wiki", "ask")}, frozenset({"ask"}))
+    stream = ResponsesStream(showing)
+    events, done = call_events(0, "call_a", "ask", QUESTION)
+    body = events_body(
+        {"type": "response.created", "response": response("r", status="in_progress")},
+        *(e for e in events if e["type"] != "response.output_item.done"),
+        {"type": "response.completed", "response": response("r", [done])},
+    )
+    stream.feed(body)
+    outcome = stream.end_round()
+    assert (outcome.client_calls, outcome.server_calls) == (1, [])
+    assert b'"type":"mcp_approval_request"' in b"".join(outcome.tail)
+    assert list(stream.held) == ["mcpr_call_a"]
+
+
+async def test_the_response_never_echoes_a_hosted_tools_credentials(client, upstream):
+    upstream(stream_round("resp_1", message_events(0, "Hi.")))
+    secret = hosted(authorization="tok", headers={"X-Key": "k"})
+    _, final = await stream(client, tools=[secret])
+    (echoed,) = [t.model_dump(exclude_none=True) for t in final.tools]
+    assert "authorization" not in echoed and "headers" not in echoed
+    assert echoed["server_label"] == "wiki"
+
+
+async def test_tool_choice_naming_a_tool_the_server_lacks_is_a_400(client, upstream):
+    upstream()
+    choice = {"type": "mcp", "server_label": "wiki", "name": "nope"}
+    with pytest.raises(openai.BadRequestError, match=r"'ask_question', 'read\.structure'"):
+        await stream(client, tools=[hosted()], tool_choice=choice)

@@ -15,12 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.responses.calls import (
-    APPROVAL_PREFIX,
-    DECLINED,
-    function_call_output,
-    mcp_item,
-)
+from proxy.responses.calls import APPROVAL_PREFIX, DECLINED, function_call_output, mcp_item
 from proxy.tools.runner import ToolCall, ToolResult
 
 RESPONSE = "mcp_approval_response"
@@ -63,7 +58,8 @@ class Approvals:
         held: Mapping[str, list[str]],
     ) -> None:
         """`names` maps a shown label and name to the tool's name; `held` maps request ids
-        to the held call's tool name and arguments, as the store kept them."""
+        to the held call's tool name and arguments, as the store kept them for the response
+        this request continues."""
         inline: dict[str, list[str]] = {}
         ran: set[str] = set()  # request ids whose call's `mcp_call` is in the input
         for item in items:
@@ -74,22 +70,31 @@ class Approvals:
                     inline[item["id"]] = [name, item.get("arguments") or "{}"]
             elif kind == "mcp_call" and isinstance(item.get("approval_request_id"), str):
                 ran.add(item["approval_request_id"])
-        self.settled = ran & ({*held, *inline})
+        self.settled = ran & ({*held, *inline})  # answered, and run: never again
         self.decisions: list[Decision] = []
-        for item in items:
+        self.unresolved: list[tuple[int, str]] = []  # (input index, id): no such held call
+        for index, item in enumerate(items):
             if not (isinstance(item, dict) and item.get("type") == RESPONSE):
                 continue
-            request_id = item.get("approval_request_id")
-            call = inline.get(request_id) or held.get(request_id)  # type: ignore[arg-type]
-            if call is None or request_id in ran:
+            request_id: str = item["approval_request_id"]  # required: `request_checks`
+            call = held.get(request_id) or inline.get(request_id)  # the proxy's own record first
+            if request_id in self.settled or any(
+                d.request_id == request_id for d in self.decisions
+            ):
                 continue
-            assert isinstance(request_id, str)
-            name, arguments = call
+            if call is None:
+                if request_id not in ran:
+                    self.unresolved.append((index, request_id))
+                continue
+            name, arguments = call[:2]
             tool_call = ToolCall(request_id.removeprefix(APPROVAL_PREFIX), name, arguments)
             reason = item.get("reason")
             self.decisions.append(
                 Decision(request_id, tool_call, item.get("approve") is True, reason)
             )
+        decided = {d.request_id for d in self.decisions}
+        # Held calls the client replays without an answer: the model reads they did not run.
+        self.unanswered = frozenset(inline) - decided - ran
 
     def approved(self, available: Collection[str]) -> list[ToolCall]:
         """The calls to run before the first round: approved, of tools the request may use."""
@@ -114,12 +119,16 @@ class Approvals:
         """`items` with each answer the proxy took in place of the client's response item,
         and the responses to calls that already ran taken out."""
         rewritten: list[Any] = []
+        placed: set[str] = set()  # an answer given twice goes upstream once
         for item in items:
-            request_id = item.get("approval_request_id") if isinstance(item, dict) else None
             if not (isinstance(item, dict) and item.get("type") == RESPONSE):
                 rewritten.append(item)
-            elif request_id in outputs:
-                rewritten.append(outputs[request_id])  # type: ignore[index]
+                continue
+            request_id = item["approval_request_id"]
+            if request_id in outputs:
+                if request_id not in placed:
+                    rewritten.append(outputs[request_id])
+                    placed.add(request_id)
             elif request_id not in self.settled:
                 rewritten.append(item)  # not the proxy's: the upstream's to judge
         return rewritten

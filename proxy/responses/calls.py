@@ -4,7 +4,7 @@ client's approval, as `mcp_approval_request` items — and taken back from its l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ SERVER_LABEL = "openai-tool-proxy"  # the label of shown calls of tools no serve
 _MCP_PREFIX = "mcp_"
 APPROVAL_PREFIX = "mcpr_"
 DECLINED = "error: the user declined to run this call"
+UNANSWERED = "error: this call did not run: its approval request was not answered"
 
 
 def label_of(tool: Tool) -> tuple[str, str]:
@@ -41,12 +42,6 @@ class Showing:
             return None
         prefix = APPROVAL_PREFIX if name in self.approvals else _MCP_PREFIX
         return prefix + str(item.get("call_id") or "")
-
-    @classmethod
-    def every(cls, tools: Iterable[Tool]) -> Showing:
-        """Every call shown (`show_calls`)."""
-        tools = list(tools)
-        return cls(frozenset(t.name for t in tools), {t.name: label_of(t) for t in tools})
 
 
 # Output items the client must answer in its next request (its tools, computer use, …).
@@ -154,15 +149,20 @@ def function_call_output(result: ToolResult) -> dict[str, Any]:
     return {"type": "function_call_output", "call_id": result.call.id, "output": result.output}
 
 
-def unfold_mcp_items(items: list[Any], names: Mapping[tuple[str, str], str]) -> list[Any]:
-    """Turn the items the proxy once showed back into what the upstream understands: an
-    `mcp_call` into its `function_call` + `function_call_output`, an `mcp_approval_request`
-    into its `function_call` (its output comes from the approval: `proxy.responses.approvals`),
-    an `mcp_list_tools` into nothing. `names` maps a shown label and name to the tool's name;
-    items of other labels stay as they are, and so does everything else."""
+def unfold_mcp_items(
+    items: list[Any],
+    names: Mapping[tuple[str, str], str],
+    labels: Collection[str],
+    unanswered: Collection[str] = (),
+) -> list[Any]:
+    """Turn the items the proxy once showed — those of its `labels` — back into what the
+    upstream understands: an `mcp_call` into its `function_call` + `function_call_output`, an
+    `mcp_approval_request` into its `function_call` (its output comes from the approval:
+    `proxy.responses.approvals`; for one in `unanswered`, an output saying so), an
+    `mcp_list_tools` into nothing. `names` maps a shown label and name to the tool's name.
+    Items of other labels stay as they are, and so does everything else."""
     if not any(isinstance(i, dict) and i.get("type") in _UNFOLDED for i in items):
         return items
-    labels = {label for label, _ in names}
     calls = {
         str(i.get("id", "")).removeprefix(_MCP_PREFIX)
         for i in items
@@ -171,20 +171,28 @@ def unfold_mcp_items(items: list[Any], names: Mapping[tuple[str, str], str]) -> 
     unfolded: list[Any] = []
     for item in items:
         kind = item.get("type") if isinstance(item, dict) else None
-        shows_call = kind in ("mcp_call", "mcp_approval_request")
-        name = names.get((item.get("server_label"), item.get("name"))) if shows_call else None
-        if kind == "mcp_call" and name is not None:
+        if kind not in _UNFOLDED or item.get("server_label") not in labels:
+            unfolded.append(item)
+            continue
+        name = names.get((item["server_label"], item.get("name"))) or item.get("name")
+        if kind == "mcp_call":
             call_id = str(item.get("id", "")).removeprefix(_MCP_PREFIX)
             unfolded.append(_function_call(call_id, name, item))
-            output = item.get("output") or _error_text(item)
+            output = item.get("output")
+            output = _error_text(item) if output is None else output
             unfolded.append({"type": "function_call_output", "call_id": call_id, "output": output})
-        elif kind == "mcp_approval_request" and name is not None:
+        elif kind == "mcp_approval_request":
             call_id = str(item.get("id", "")).removeprefix(APPROVAL_PREFIX)
             if call_id not in calls:  # once run, its `mcp_call` stands for it
                 unfolded.append(_function_call(call_id, name, item))
-        elif not (kind == "mcp_list_tools" and item.get("server_label") in labels):
-            unfolded.append(item)
+            if item.get("id") in unanswered:
+                unfolded.append(not_run(call_id))
     return unfolded
+
+
+def not_run(call_id: str) -> dict[str, Any]:
+    """The output of a held call the client did not answer: every call needs one upstream."""
+    return {"type": "function_call_output", "call_id": call_id, "output": UNANSWERED}
 
 
 _UNFOLDED = frozenset({"mcp_call", "mcp_approval_request", "mcp_list_tools"})

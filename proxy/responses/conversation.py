@@ -78,7 +78,6 @@ class ResponsesConversation:
                 *({"type": "function", **t.openai_function(), "strict": t.strict} for t in tools),
             ]
         self.body = body
-        self.show_calls = show_calls
         self.streaming = bool(body.get("stream"))
         # Upstream state: chain rounds on it rather than replaying the whole input.
         self.conversation = body.get("conversation") is not None
@@ -86,13 +85,7 @@ class ResponsesConversation:
         self.chained = continued or body.get("store") is True
         raw_input = body.get("input")
         given = raw_input if isinstance(raw_input, list) else []
-        names = {
-            **{(SERVER_LABEL, t.name): t.name for t in tools},
-            **{label_of(t): t.name for t in tools},
-        }
-        self.approvals = Approvals(given, names, held or {})
-        if given:
-            body["input"] = self.approvals.rewrite(unfold_mcp_items(given, names), {})
+        self.approvals = self._take_back(given, registry, {SERVER_LABEL, *servers}, held or {})
         lead = hosted.list_items(given, continued)
         if body.get("store") is False and not self.chained:
             # Replayed reasoning items must carry their content: nothing is stored upstream.
@@ -106,6 +99,38 @@ class ResponsesConversation:
         self.next_input: list[Any] | None = None
         reader = ResponsesStream if self.streaming else ResponseReader
         self.reader: ResponsesStream | ResponseReader = reader(self.showing, hosted.specs, lead)
+
+    def _take_back(
+        self,
+        given: list[Any],
+        registry: Registry,
+        labels: set[str],
+        held: Mapping[str, list[str]],
+    ) -> Approvals:
+        """Unfold the items of the proxy's own `labels` the input carries (any tool this
+        client may use, offered in this request or not), and find the approvals in it."""
+        tools = [entry.tool for entry in registry.values()]
+        names = {
+            **{(SERVER_LABEL, t.name): t.name for t in tools},
+            **{label_of(t): t.name for t in tools},
+        }
+        approvals = Approvals(given, names, held)
+        upstream_mcp = any(spec.get("type") == "mcp" for spec in self.body.get("tools") or [])
+        if approvals.unresolved and labels != {SERVER_LABEL} and not upstream_mcp:
+            # the proxy runs MCP servers, and the answer is to none of the upstream's
+            index, request_id = approvals.unresolved[0]
+            raise APIError.of(
+                400,
+                f"No MCP approval request {request_id!r} is waiting for an answer: it belongs "
+                "to another response than the one this request continues "
+                "('previous_response_id'), it expired, or it was never made.",
+                param=f"input[{index}].approval_request_id",
+                code="invalid_value",
+            )
+        if given:
+            unfolded = unfold_mcp_items(given, names, labels, approvals.unanswered)
+            self.body["input"] = approvals.rewrite(unfolded, {})
+        return approvals
 
     @property
     def intercepts(self) -> bool:

@@ -15,9 +15,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.errors import APIError
 from proxy.tools.tool import Tool
 
 LIST_PREFIX = "mcpl_"
+_SECRET = frozenset({"authorization", "headers"})  # a hosted tool's fields never echoed
 
 
 @dataclass(frozen=True)
@@ -129,17 +131,29 @@ class HostedMCP:
         if hosted is None:
             return
         name = choice.get("name")
-        chosen = [t for t in hosted.tools if name is None or (t.origin and t.origin.name == name)]
-        body["tool_choice"] = (
-            {"type": "function", "name": chosen[0].name}
-            if name is not None and chosen
-            else "required"
-        )
+        if name is None:
+            body["tool_choice"] = "required"
+            return
+        chosen = [t.name for t in hosted.tools if t.origin and t.origin.name == name]
+        if not chosen:
+            raise APIError.of(
+                400,
+                f"tool_choice names tool {name!r}, which MCP server {hosted.label!r} does not "
+                f"offer this request; it offers: "
+                f"{', '.join(repr(t.origin.name) for t in hosted.tools if t.origin) or 'none'}",
+                param="tool_choice.name",
+                code="invalid_value",
+            )
+        body["tool_choice"] = {"type": "function", "name": chosen[0]}
 
     @property
     def specs(self) -> list[dict[str, Any]]:
-        """The hosted tools as the client sent them, for the response it sees."""
-        return [hosted.spec for hosted in self.by_label.values()]
+        """The hosted tools as the client sent them, for the response it sees — but for the
+        credentials it may have put in them, never echoed."""
+        return [
+            {k: v for k, v in hosted.spec.items() if k not in _SECRET}
+            for hosted in self.by_label.values()
+        ]
 
     def shown(self) -> dict[str, tuple[str, str]]:
         """Each hosted server tool's `server_label` and own name, as the client sees its calls."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.responses.approvals import answered_ids
+from proxy.responses.calls import APPROVAL_PREFIX, not_run
 from proxy.store.scope import Scoped
 
 
@@ -54,20 +55,25 @@ class ResponsesMemory:
 
     async def keep(self, memo: Remembrance) -> None:
         items: list[tuple[str, Any]] = []
+        held = list(memo.held)
         if (
             memo.client_id
             and memo.upstream_id
-            and (memo.client_id != memo.upstream_id or memo.unsent)
+            and (memo.client_id != memo.upstream_id or memo.unsent or held)
         ):
-            items.append((f"resp:chain:{memo.client_id}", [memo.upstream_id, memo.unsent]))
+            chain = [memo.upstream_id, memo.unsent, held]
+            items.append((f"resp:chain:{memo.client_id}", chain))
         items += [(f"resp:after:{anchor}", hidden) for anchor, hidden in memo.after.items()]
         items += [(f"resp:before:{anchor}", hidden) for anchor, hidden in memo.before.items()]
-        items += [(f"resp:approval:{id_}", call) for id_, call in memo.held.items()]
+        items += [
+            (f"resp:approval:{id_}", [*call, memo.client_id]) for id_, call in memo.held.items()
+        ]
         await self.scoped.put(items)
 
     async def recall(self, body: dict[str, Any]) -> bool:
         """Rewrite a request in place with what is remembered; True if anything changed. The
-        held calls its approval responses answer are kept in `held`."""
+        held calls its approval responses answer — those of the response it continues — are
+        kept in `held`; one it leaves unanswered gets an output saying so."""
         previous = body.get("previous_response_id")
         given = body.get("input")
         anchors = _anchors(given) if isinstance(given, list) else []
@@ -81,13 +87,21 @@ class ResponsesMemory:
         chain = next(values) if isinstance(previous, str) else None
         before = dict(zip(anchors, values, strict=False))
         after = dict(zip(anchors, values, strict=False))
-        self.held = {id_: call for id_, call in zip(answered, values, strict=False) if call}
+        self.held = {
+            id_: call[:2]
+            for id_, call in zip(answered, values, strict=False)
+            if call and call[2:] == [previous]  # never another response's: never run twice
+        }
         items = given
         if isinstance(given, list) and (any(before.values()) or any(after.values())):
             items = _restore(given, before, after)
         if chain is not None:
-            upstream_id, unsent = chain
+            upstream_id, unsent, held = chain
             body["previous_response_id"] = upstream_id
+            unsent = [
+                *unsent,
+                *(not_run(i.removeprefix(APPROVAL_PREFIX)) for i in held if i not in answered),
+            ]
             if unsent:
                 mine = [{"role": "user", "content": items}] if isinstance(items, str) else items
                 items = [*unsent, *(mine or [])]

@@ -90,6 +90,9 @@ class ResponseReader:
         return []
 
     def finish(self) -> list[bytes]:
+        for place, _ in self.hidden:  # shown calls that never ran (round limit)
+            if place is not None and self.merged.output[place]["status"] == "in_progress":
+                self.merged.output[place]["status"] = "incomplete"
         return [orjson.dumps(self.merged.final())]
 
     def fail(self, message: str, code: str) -> list[bytes]:  # pragma: no cover - never sent

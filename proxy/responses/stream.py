@@ -86,16 +86,15 @@ class ResponsesStream:
 
     def end_round(self) -> RoundOutcome:
         tail = [frame for event in self.decoder.close() for frame in self._event(event.data)]
+        for hidden in self.hidden.values():  # held calls of an upstream sending no `.done`
+            if hidden.approval and not hidden.shown_done:
+                tail += self._ask(hidden)
         calls = [hidden.call for hidden in self.hidden.values() if not hidden.approval]
-        client_calls = sum(  # held calls too: the client answers them
+        client_calls = sum(
             1
             for oi, item in self.items.items()
-            if (
-                self.hidden[oi].approval
-                if oi in self.hidden
-                else awaits_client(item, self.server_tools)
-            )
-        )
+            if oi not in self.hidden and awaits_client(item, self.server_tools)
+        ) + sum(hidden.approval for hidden in self.hidden.values())  # held: the client answers
         failed = self.failed or self.errored
         cut_short = self.terminal is None and not failed
         return RoundOutcome(
