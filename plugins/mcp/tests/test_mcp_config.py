@@ -188,6 +188,11 @@ def test_a_missing_file_names_the_variable(tmp_path: Path) -> None:
     )
 
 
-def test_an_unknown_key_of_the_table_is_refused() -> None:
+def test_a_table_that_is_no_mcp_servers_table_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"unknown field\(s\) servers in \[plugin_config\.mcp\]"):
         read_servers({"servers": {}}, {})
+    with pytest.raises(ConfigError) as raised:
+        read_servers({"mcpServers": ["time"]}, {})
+    assert str(raised.value) == (
+        f"mcpServers must be an object of servers by name (from {TOML_SOURCE})"
+    )

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ async def test_a_server_that_cannot_start_is_logged_once_while_the_others_serve(
         "web": {"url": http_server.url},
         "late": {"url": late.url},
         "missing": {"command": "no-such-mcp-server", "args": ["--port", "1"]},
+        "quits": {"command": sys.executable, "args": ["-c", "pass"]},
     }
     with caplog.at_level(logging.DEBUG, "openai_tool_proxy_mcp"):
         async with started(servers) as provider:
@@ -227,12 +229,15 @@ async def test_a_server_that_cannot_start_is_logged_once_while_the_others_serve(
             finally:
                 late.stop()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == [
+    assert sorted(errors) == [  # each once, whatever the order they fail in
+        f"MCP server 'late' ({late.url}) could not start: ConnectError: All connection "
+        "attempts failed; its tools are unavailable until it does, and it is retried in the "
+        "background",
         "MCP server 'missing' (no-such-mcp-server --port 1) could not start: FileNotFoundError: "
         "[Errno 2] No such file or directory: 'no-such-mcp-server'; its tools are unavailable "
         "until it does, and it is retried in the background",
-        f"MCP server 'late' ({late.url}) could not start: ConnectError: All connection "
-        "attempts failed; its tools are unavailable until it does, and it is retried in the "
+        f"MCP server 'quits' ({sys.executable} -c pass) could not start: the server closed the "
+        "connection; its tools are unavailable until it does, and it is retried in the "
         "background",
     ]
     assert (

@@ -114,7 +114,6 @@ class Connection:
                     cause = link.lost or CLOSED
                 if link.connected:
                     self._end(link, cause)
-                    self.cause = cause  # what ended it, told best by the task that served it
                 else:
                     self._failed(cause)
 
