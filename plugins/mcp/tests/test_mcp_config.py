@@ -4,6 +4,7 @@ anywhere stopping start-up with the server, the field and the source named."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from openai_tool_proxy_mcp import MCPServers
 from openai_tool_proxy_mcp.config import TOML_SOURCE, ServerConfig, read_servers
 
 from proxy import ConfigError
+from proxy.config import load_settings
 
 
 def from_toml(**servers: Any) -> list[ServerConfig]:
@@ -22,6 +24,30 @@ def from_file(tmp_path: Path, content: Any) -> list[ServerConfig]:
     path = tmp_path / "mcp.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content), "utf-8")
     return read_servers({}, {"TOOL_PROXY_MCP_CONFIG": str(path)})
+
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def readme_block(language: str, first_line: str) -> str:
+    blocks: list[str] = re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL)
+    (found,) = [block for block in blocks if block.startswith(first_line)]
+    return found
+
+
+def test_the_readmes_examples_load_as_written(tmp_path: Path) -> None:
+    from_json = from_file(tmp_path, readme_block("json", "{"))
+    assert [(s.name, s.transport) for s in from_json] == [
+        ("time", "stdio"),
+        ("docs", "http"),
+        ("legacy", "sse"),
+    ]
+    config = tmp_path / "proxy.toml"
+    config.write_text(readme_block("toml", "# proxy.toml: MCP servers"), encoding="utf-8")
+    table = load_settings(environ={}, config_file=config).plugin_config["mcp"]
+    time, docs = read_servers(table, {})
+    assert (time.args, time.allowed_tools) == (from_json[0].args, frozenset({"get_current_time"}))
+    assert (docs.url, docs.timeout) == (from_json[1].url, 5)
 
 
 def test_a_claude_desktop_file_is_read_as_it_is(tmp_path: Path) -> None:
