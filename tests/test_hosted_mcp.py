@@ -537,7 +537,7 @@ async def test_an_unanswered_approval_gets_an_output_upstream(client, upstream, 
 async def test_replayed_items_of_the_proxys_servers_never_reach_the_upstream(client, upstream):
     """Narrowed on a later turn, or a server without tools now: its items are the proxy's."""
     up = upstream(
-        ask_round(),
+        stream_round("resp_1", call_events(0, "call_r", "read_structure", "{}")),
         stream_round("resp_2", message_events(0, "A protocol.")),
         stream_round("resp_3", message_events(0, "ok")),
     )
@@ -545,9 +545,10 @@ async def test_replayed_items_of_the_proxys_servers_never_reach_the_upstream(cli
     _, first = await stream(client, tools=tools, input=[USER], store=False)
     seen = [item.model_dump(exclude_none=True) for item in first.output]
     assert types_of(seen)[:3] == ["mcp_list_tools", "mcp_list_tools", "mcp_call"]
-    narrowed = [hosted(require_approval="never", allowed_tools=["read.structure"]), tools[1]]
+    narrowed = [hosted(require_approval="never", allowed_tools=["ask_question"]), tools[1]]
     more = {"role": "user", "content": "more"}
     await stream(client, tools=narrowed, input=[USER, *seen, more], store=False)
+    assert up.requests[2]["input"][1]["name"] == "read_structure"  # the model's name for it
     assert types_of(up.requests[2]["input"]) == [
         "user",
         "function_call",
