@@ -33,7 +33,7 @@ from proxy.observe.metrics import Metrics
 from proxy.observe.middleware import Observed
 from proxy.observe.record import current
 from proxy.passthrough import relay
-from proxy.policy import TOOLS, ToolPolicy, check_clients
+from proxy.policy import TOOLS, ToolPolicy, check_clients, check_started
 from proxy.relay import RelayResponse
 from proxy.responses.conversation import ResponsesConversation
 from proxy.responses.conversation import check_request as check_responses
@@ -170,6 +170,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await registry.start(settings.plugin_config)  # providers' tools, before serving
+        if registry.providers:
+            check_started(settings.clients, registry)
         gc.freeze()  # what start-up built lives on: no collection need walk it again
         yield
         await registry.close()

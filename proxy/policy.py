@@ -46,6 +46,21 @@ def check_clients(clients: Collection[Client], registry: Registry) -> None:
             )
 
 
+def check_started(clients: Collection[Client], registry: Registry) -> None:
+    """Once the tool providers started: an allow-list naming a tool none of them offers is
+    logged as an error (a misspelling, or a server that did not start)."""
+    for client in clients:
+        unknown = [name for name in client.tools or () if name not in registry]
+        if unknown:
+            log.error(
+                "clients.%s may use tool(s) %s that no plugin offers (a misspelt name, or a "
+                "provider whose server did not start); offered: %s",
+                client.name,
+                ", ".join(map(repr, unknown)),
+                ", ".join(registry) or "none",
+            )
+
+
 class ToolPolicy:
     """Pure ASGI middleware, inside `ClientKeys`: puts the request's tools in the scope
     (`TOOLS`), takes the header off the request — it is the proxy's, never the upstream's —

@@ -371,8 +371,9 @@ def test_an_allow_list_naming_an_unknown_tool_stops_the_command_cleanly(tmp_path
         'upstream_api_key = "u"\n[clients.team-a]\nkey = "sk-a"\ntools = ["nope"]\n',
         encoding="utf-8",
     )
+    env = clean_env(TOOL_PROXY_PLUGINS="clock,calculator")  # no tool providers
     for command in (["tools"], ["serve", "--port", "0"]):
-        result = run_cli([*command, "--config", str(config)], clean_env(), tmp_path)
+        result = run_cli([*command, "--config", str(config)], env, tmp_path)
         assert result.returncode == 2
         assert "clients.team-a" in result.stderr and "'nope'" in result.stderr
         assert "Traceback" not in result.stderr and "sk-a" not in result.stderr

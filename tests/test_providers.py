@@ -18,8 +18,9 @@ import openai
 import pytest
 
 from proxy import Origin, Tool, ToolProvider, tool
+from proxy.app import create_app
 from proxy.cli import print_tools
-from proxy.config import ConfigError, load_settings
+from proxy.config import Client, ConfigError, Settings, load_settings
 from proxy.tools.registry import Registry, load_registry
 from tests.chunks import calls_round, text_round
 from tests.conftest import mocked_app, openai_client, weather
@@ -352,3 +353,16 @@ def test_the_tools_listing_names_a_tools_server(capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().out.startswith("get_time  (plugin: mcp, server: t)\n")
     print_tools(Registry.of(remote, plugin="mcp"), json_output=True)
     assert json.loads(capsys.readouterr().out)[0]["server"] == "t"
+
+
+async def test_an_allow_list_naming_no_tool_a_started_provider_offers_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    team = Client("team", "sk-t", ("opening_hours", "closing_hours"))
+    settings = Settings(upstream_api_key="u", clients=(team,), plugin_config=HOURS)
+    app = create_app(settings, registry_with(notes=Notes()))
+    with caplog.at_level(logging.ERROR, logger="proxy"):
+        async with app.router.lifespan_context(app):
+            pass
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "clients.team may use tool(s) 'closing_hours' that no plugin offers" in record.message
