@@ -4,7 +4,10 @@ anywhere stopping start-up with the server, the field and the source named."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +137,20 @@ def test_disabled_servers_are_checked_and_left_out() -> None:
         provider.configure({"mcpServers": {"off": {"command": "b", "args": 1, "disabled": True}}})
 
 
-def test_no_servers_configured_is_no_error() -> None:
-    provider = MCPServers()
-    provider.configure({})
-    assert provider.servers() == []
+def test_no_servers_configured_is_no_error_and_no_sdk_imported() -> None:
+    """Installed, the plugin is loaded by every proxy: without a server it costs nothing."""
+    code = (
+        "import asyncio, sys\n"
+        "from openai_tool_proxy_mcp import MCPServers\n"
+        "provider = MCPServers()\n"
+        "provider.configure({})\n"
+        "asyncio.run(provider.start({}))\n"
+        "print(provider.servers(), list(provider.tools()))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'mcp', 'mcp_types', 'httpx2'}))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "TOOL_PROXY_MCP_CONFIG"}
+    ran = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True)
+    assert (ran.stdout, ran.stderr) == ("[] []\n[]\n", "")
 
 
 BAD_FIELDS = [
