@@ -115,6 +115,16 @@ def test_the_extra_fields() -> None:
     assert "Bearer" not in repr(server)  # headers and env may hold secrets
 
 
+def test_log_lines_name_a_server_without_its_secrets() -> None:
+    http, stdio = from_toml(
+        http={"url": "https://user:pw@mcp.example:8443/v1/mcp?api_key=s3cret"},
+        stdio={"command": "server", "args": ["--token", "s3cret"]},
+    )
+    assert (http.endpoint, stdio.endpoint) == ("https://mcp.example:8443/v1/mcp", "server")
+    (plain,) = from_toml(plain={"url": "http://localhost/mcp"})
+    assert plain.endpoint == "http://localhost/mcp"
+
+
 def test_both_sources_together(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"mcpServers": {"a": {"command": "a"}}}), "utf-8")

@@ -233,10 +233,10 @@ async def test_a_server_that_cannot_start_is_logged_once_while_the_others_serve(
         f"MCP server 'late' ({late.url}) could not start: ConnectError: All connection "
         "attempts failed; its tools are unavailable until it does, and it is retried in the "
         "background",
-        "MCP server 'missing' (no-such-mcp-server --port 1) could not start: FileNotFoundError: "
+        "MCP server 'missing' (no-such-mcp-server) could not start: FileNotFoundError: "
         "[Errno 2] No such file or directory: 'no-such-mcp-server'; its tools are unavailable "
         "until it does, and it is retried in the background",
-        f"MCP server 'quits' ({sys.executable} -c pass) could not start: the server closed the "
+        f"MCP server 'quits' ({sys.executable}) could not start: the server closed the "
         "connection; its tools are unavailable until it does, and it is retried in the "
         "background",
     ]

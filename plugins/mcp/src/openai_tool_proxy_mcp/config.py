@@ -61,8 +61,13 @@ class ServerConfig:
 
     @property
     def endpoint(self) -> str:
-        """What is started or reached, for log lines."""
-        return " ".join((self.command, *self.args)) if self.transport == "stdio" else self.url
+        """What is started or reached, for log lines: the command without its arguments, the
+        URL without credentials or query — any of them may hold a secret."""
+        if self.transport == "stdio":
+            return self.command
+        url = urlsplit(self.url)
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{url.hostname}{port}{url.path}"
 
     def offers(self, tool: str) -> bool:
         """Whether the model may see the server's tool `tool` (`allowed_tools`, `blocked_tools`)."""
