@@ -121,8 +121,8 @@ def test_log_lines_name_a_server_without_its_secrets() -> None:
         stdio={"command": "server", "args": ["--token", "s3cret"]},
     )
     assert (http.endpoint, stdio.endpoint) == ("https://mcp.example:8443/v1/mcp", "server")
-    (plain,) = from_toml(plain={"url": "http://localhost/mcp"})
-    assert plain.endpoint == "http://localhost/mcp"
+    (plain,) = from_toml(plain={"url": "http://[::1]:8000/mcp"})
+    assert plain.endpoint == "http://[::1]:8000/mcp"
 
 
 def test_both_sources_together(tmp_path: Path) -> None:

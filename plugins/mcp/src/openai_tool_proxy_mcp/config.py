@@ -66,8 +66,7 @@ class ServerConfig:
         if self.transport == "stdio":
             return self.command
         url = urlsplit(self.url)
-        port = f":{url.port}" if url.port else ""
-        return f"{url.scheme}://{url.hostname}{port}{url.path}"
+        return f"{url.scheme}://{url.netloc.rpartition('@')[2]}{url.path}"
 
     def offers(self, tool: str) -> bool:
         """Whether the model may see the server's tool `tool` (`allowed_tools`, `blocked_tools`)."""
