@@ -5,13 +5,12 @@ plugins/mcp/tests; OpenAI's hosted `mcp` tool: tests/test_hosted_mcp.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from proxy.tools.registry import Registry
 from tests.chunks import calls_round, text_round
 from tests.conftest import mocked_app, openai_client
 from tests.events import call_events, message_events, stream_round
-from tests.processes import clean_env, free_port, run_cli, stop, wait_healthy
+from tests.processes import clean_env, free_port, run_cli, served_proxy, stop, wait_healthy
 from tests.upstream import ScriptedUpstream
 
 DEMO = Path(__file__).parent.parent / "plugins" / "mcp" / "tests" / "mcp_servers" / "demo.py"
@@ -101,25 +100,47 @@ async def test_both_apis_stream_answers_from_stdio_http_and_third_party_servers(
     assert output["output"].startswith("a text\n[image: image/png, 8 bytes]\n")
 
 
-async def test_a_killed_stdio_server_is_restarted_and_the_next_call_works(
-    upstream: Callable[..., ScriptedUpstream], caplog: pytest.LogCaptureFixture
+def test_served_a_killed_stdio_server_is_restarted_and_the_next_call_works(
+    tmp_path: Path,
 ) -> None:
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"local": LOCAL}}), encoding="utf-8")
     about = calls_round(("call_1", "about", "{}"))
-    script = upstream(about, text_round("one"), about, text_round("two"))
-    with caplog.at_level(logging.INFO, "openai_tool_proxy_mcp"):
-        async with proxy_with(local=LOCAL) as client:
-            assert await chat(client) == "one"
-            first = json.loads(results(script.requests[1])["call_1"])["pid"]
-            os.kill(first, signal.SIGKILL)
-            async with asyncio.timeout(5):  # the proxy sees the process end, and restarts it
-                while not any("'local' disconnected" in m for m in caplog.messages):  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-            assert await chat(client) == "two"
+    script = ScriptedUpstream(about, text_round("one"), about, text_round("two"))
+    printed: list[str] = []
+    env = {"TOOL_PROXY_MCP_CONFIG": str(config)}
+    with served_proxy(script, plugins="mcp", output=printed, **env) as url:
+        client = openai.OpenAI(base_url=url, api_key="sk-user", max_retries=0)
+        assert ask(client) == "one"
+        first = json.loads(results(script.requests[1])["call_1"])["pid"]
+        os.kill(first, signal.SIGKILL)
+        gone(first)  # the proxy saw its end, and reaped it
+        assert ask(client) == "two"
     assert json.loads(results(script.requests[3])["call_1"])["pid"] != first
-    assert caplog.messages[-2:] == [
-        "MCP server 'local' disconnected: the server closed the connection; reconnecting",
-        "MCP server 'local' reconnected",
-    ]
+    _, stderr = printed
+    assert "MCP server 'local' disconnected: the server closed the connection; reconnecting" in (
+        stderr
+    )
+    assert "MCP server 'local' reconnected" in stderr
+
+
+def ask(client: openai.OpenAI) -> str:
+    stream = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "go"}], stream=True
+    )
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+def gone(pid: int) -> None:
+    """Return once process `pid` ended and was reaped."""
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"process {pid} is still there")
 
 
 async def test_a_slow_tool_times_out_the_stream_carries_on_and_the_server_stays_usable(
