@@ -3,7 +3,8 @@ name tools as they like, and two servers may offer one name.
 
 Worked out over every tool offered at the moment, in three steps, each only for the names the
 one before left clashing, so the result does not depend on the order servers connected in:
-1. the tool's name, every other character made `_`, cut to 64 (see `fit`);
+1. the tool's name, every other character made `_`; longer than 64, cut to 55 and ended with
+   `_` and 8 hex digits of a hash of the whole name (distinct names stay distinct);
 2. a name offered by two tools or more: each of them is named `<server>_<tool>`, made valid
    the same way;
 3. a name still offered twice: each gets `_` and 8 hex digits of a hash of its server and
