@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.loop.usage import add_usage
+from proxy.responses.calls import Showing
 
 
 class MergedResponse:
@@ -75,3 +76,28 @@ class MergedResponse:
         if status is not None:
             response["status"] = status
         return response
+
+
+class Reading:
+    """What both readers of rounds keep (`ResponsesStream`, `ResponseReader`): which calls
+    are the proxy's and how they are shown, the response being merged, the items the proxy
+    starts it with, and the calls it holds for the client's approval."""
+
+    def __init__(
+        self,
+        showing: Showing,
+        hosted: list[dict[str, Any]] | None = None,
+        lead: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """`hosted`: the request's hosted tools the proxy runs (the client sees them in the
+        response's `tools`); `lead`: the items the response starts with."""
+        self.server_tools = showing.server_tools
+        self.showing = showing
+        self.merged = MergedResponse(showing.server_tools, hosted)
+        self.lead = lead or []
+        self.held: dict[str, list[str]] = {}  # approval request id -> tool name, arguments
+        self.start_round()
+
+    def start_round(self) -> None:
+        """Get ready for an upstream round."""
+        raise NotImplementedError

@@ -8,26 +8,13 @@ import orjson
 
 from proxy.errors import APIError
 from proxy.loop.round import RoundOutcome
-from proxy.responses.calls import HiddenCall, Showing, awaits_client, is_server_call
-from proxy.responses.merged import MergedResponse
+from proxy.responses.calls import HiddenCall, awaits_client, is_server_call
+from proxy.responses.merged import Reading
 from proxy.tools.runner import ToolResult
 
 
-class ResponseReader:
+class ResponseReader(Reading):
     """The non-streaming counterpart of `ResponsesStream`: same loop, one JSON body per round."""
-
-    def __init__(
-        self,
-        showing: Showing,
-        hosted: list[dict[str, Any]] | None = None,
-        lead: list[dict[str, Any]] | None = None,
-    ) -> None:
-        self.server_tools = showing.server_tools
-        self.showing = showing
-        self.merged = MergedResponse(showing.server_tools, hosted)
-        self.lead = lead or []
-        self.held: dict[str, list[str]] = {}  # approval request id -> tool name, arguments
-        self.start_round()
 
     def start_round(self) -> None:
         self.body = bytearray()

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from proxy.loop.round import RoundOutcome
-from proxy.responses.calls import HiddenCall, Showing, awaits_client, is_server_call
-from proxy.responses.merged import MergedResponse
+from proxy.responses.calls import HiddenCall, awaits_client, is_server_call
+from proxy.responses.merged import Reading
 from proxy.sse import SSEDecoder, encode
 from proxy.tools.runner import ToolResult
 
@@ -27,25 +27,11 @@ _ENDS = frozenset({"response.completed", "response.incomplete"})
 _DELTA = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
 
 
-class ResponsesStream:
+class ResponsesStream(Reading):
     """One client stream, across every upstream round of the request."""
 
-    def __init__(
-        self,
-        showing: Showing,
-        hosted: list[dict[str, Any]] | None = None,
-        lead: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """`hosted`: the request's hosted tools the proxy runs (the client sees them in the
-        response's `tools`); `lead`: the items the response starts with."""
-        self.server_tools = showing.server_tools
-        self.showing = showing
-        self.merged = MergedResponse(showing.server_tools, hosted)
-        self.lead = lead or []
-        self.held: dict[str, list[str]] = {}  # approval request id -> tool name, arguments
-        self.sequence = 0
-        self.round_no = 0
-        self.start_round()
+    sequence = 0  # of the client's events
+    round_no = 0
 
     def start_round(self) -> None:
         self.round_no += 1
