@@ -5,8 +5,10 @@ comes direct or through a proxy). The request's `x-bench` header sets the scenar
 `chunks=N;interval_ms=F;tool=0|1`. Every content chunk carries the monotonic time it was
 written (`t=<ns>;`), so the client can tell each chunk's latency. With `tool=1` the first
 round calls the server tool `bench_echo`; once the request carries its result, the round
-streams text. The time between the end of a tool-call round and the arrival of the next
-request is recorded by request id (`x-bench-id`) and served at `GET /turnaround`.
+streams text. A request that does not ask for a stream gets the same rounds as one JSON
+body (a chat completion, or a response). The time between the end of a tool-call round and
+the arrival of the next request is recorded by request id (`x-bench-id`) and served at
+`GET /turnaround`.
 """
 
 from __future__ import annotations
@@ -155,6 +157,71 @@ def responses_content(now: int) -> bytes:
     )
 
 
+def streamed(body: bytes) -> bool:
+    """Whether the request asks for a stream (`"stream": true`), read without parsing it."""
+    return b'"stream":true' in body or b'"stream": true' in body
+
+
+def chat_body(chunks: int, tool_round: bool, now: int) -> bytes:
+    """A whole chat completion: the call round, or text carrying `chunks` timestamps."""
+    message: dict = {"role": "assistant", "content": None}
+    if tool_round:
+        call = {"name": "bench_echo", "arguments": "".join(CALL_ARGS)}
+        message["tool_calls"] = [{"id": "call_bench", "type": "function", "function": call}]
+    else:
+        message["content"] = f"t={now};" * chunks
+    completion = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1727346168,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if tool_round else "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": chunks, "total_tokens": 10 + chunks},
+    }
+    return json.dumps(completion, separators=(",", ":")).encode()
+
+
+def responses_body(chunks: int, tool_round: bool, rid: str, now: int) -> bytes:
+    """A whole response: the call round, or a message carrying `chunks` timestamps."""
+    item: dict
+    if tool_round:
+        item = {
+            "id": "fc_bench",
+            "type": "function_call",
+            "status": "completed",
+            "arguments": "".join(CALL_ARGS),
+            "call_id": "call_bench",
+            "name": "bench_echo",
+        }
+    else:
+        text = {"type": "output_text", "text": f"t={now};" * chunks, "annotations": []}
+        item = {
+            "id": "msg_bench",
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": [text],
+        }
+    response = {
+        "id": rid,
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "gpt-4o",
+        "output": [item],
+        "usage": {"input_tokens": 10, "output_tokens": chunks, "total_tokens": 10 + chunks},
+        "tools": [],
+    }
+    return json.dumps(response, separators=(",", ":")).encode()
+
+
 class Upstream:
     def __init__(self) -> None:
         self.round_ended: dict[str, int] = {}
@@ -211,6 +278,21 @@ class Upstream:
         tool_round = settings.get("tool") == "1" and not has_result
         if has_result and bench_id in self.round_ended:
             self.turnaround_ns.append(arrived - self.round_ended.pop(bench_id))
+        if not streamed(body):
+            rid = "resp_" + (bench_id or "x")
+            data = (
+                responses_body(chunks, tool_round, rid, time.monotonic_ns())
+                if responses
+                else chat_body(chunks, tool_round, time.monotonic_ns())
+            )
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(data), data)
+            )
+            await writer.drain()
+            if tool_round:
+                self.round_ended[bench_id] = time.monotonic_ns()
+            return
         if responses:
             frames = responses_frames(chunks, tool_round, "resp_" + (bench_id or "x"))
             content = responses_content
