@@ -2,13 +2,14 @@
 
 A tiny HTTP/1.1 server on raw asyncio (no framework, so it costs the same whether a request
 comes direct or through a proxy). The request's `x-bench` header sets the scenario:
-`chunks=N;interval_ms=F;tool=0|1`. Every content chunk carries the monotonic time it was
-written (`t=<ns>;`), so the client can tell each chunk's latency. With `tool=1` the first
-round calls the server tool `bench_echo`; once the request carries its result, the round
-streams text. A request that does not ask for a stream gets the same rounds as one JSON
-body (a chat completion, or a response). The time between the end of a tool-call round and
-the arrival of the next request is recorded by request id (`x-bench-id`) and served at
-`GET /turnaround`.
+`chunks=N;interval_ms=F;tool=K;idle=0|1`. Every content chunk carries the monotonic time it
+was written (`t=<ns>;`), so the client can tell each chunk's latency. With `tool=K` the
+first K rounds call the server tool `bench_echo`; once the request carries K results, the
+round streams text. With `idle=1` a stream sends its head and first frame, then nothing
+until the client closes it (an open, idle stream). A request that does not ask for a stream
+gets the same rounds as one JSON body (a chat completion, or a response). The time between
+the end of a tool-call round and the arrival of the next request is recorded by request id
+(`x-bench-id`) and served at `GET /turnaround`.
 """
 
 from __future__ import annotations
@@ -274,8 +275,10 @@ class Upstream:
         interval = float(settings.get("interval_ms", 0)) / 1000
         bench_id = headers.get("x-bench-id", "")
         responses = path.endswith("/responses")
-        has_result = b"function_call_output" in body if responses else b'"role":"tool"' in body
-        tool_round = settings.get("tool") == "1" and not has_result
+        answered = body.count(b'"function_call_output"' if responses else b'"tool_call_id"')
+        has_result = answered > 0
+        tool_round = answered < int(settings.get("tool", 0))
+        idle = settings.get("idle") == "1"
         if has_result and bench_id in self.round_ended:
             self.turnaround_ns.append(arrived - self.round_ended.pop(bench_id))
         if not streamed(body):
@@ -299,6 +302,8 @@ class Upstream:
         else:
             frames = chat_frames(chunks, tool_round)
             content = chat_content
+        if idle:
+            frames = frames[:1]
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n"
@@ -317,7 +322,8 @@ class Upstream:
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             if interval:
                 await writer.drain()
-        writer.write(b"0\r\n\r\n")
+        if not idle:  # an idle stream stays open, silent, until the client closes it
+            writer.write(b"0\r\n\r\n")
         await writer.drain()
         if tool_round:
             self.round_ended[bench_id] = time.monotonic_ns()
