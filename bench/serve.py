@@ -1,4 +1,5 @@
-"""The servers the benchmark measures: the proxy (with an instant server tool), a bare
+"""The servers the benchmark measures: the proxy (with an instant server tool; with
+`$BENCH_TOOLS` N tools in all, and `$BENCH_MAX_ROUNDS` as its round limit), a bare
 pass-through proxy built the naive way (Starlette + httpx, bytes relayed as they come), and
 two floors: the proxy's own stack relaying bytes with no logic (`stack`), and a process that
 only pipes bytes (`floor`)."""
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from proxy import server, tool
+from proxy import Tool, server, tool
 from proxy.app import create_app
 from proxy.config import Settings
 from proxy.http1 import Http1Transport
@@ -30,6 +31,66 @@ from proxy.upstream import raw_headers
 async def bench_echo(text: str) -> str:
     """Echo the text back (instantly: the benchmark measures the proxy, not the tool)."""
     return text
+
+
+def catalogue(count: int) -> list[Tool]:
+    """`count` more instant tools, each with a schema of a real tool's size and shape (a
+    description, six typed parameters, an enum, bounds, a required one: some 900 bytes), for
+    the cost of registering many (`BENCH_TOOLS`)."""
+
+    async def search(**arguments: Any) -> str:
+        return "[]"  # nothing found, at once
+
+    kinds = ("ticket", "invoice", "order", "contact", "shipment", "incident", "contract")
+    tools = []
+    for i in range(count):
+        kind = kinds[i % len(kinds)]
+        parameters = {
+            "type": "object",
+            "properties": {
+                "query": {
+                    "type": "string",
+                    "description": f"Free text searched in the {kind}'s title and body.",
+                },
+                "status": {
+                    "type": "string",
+                    "enum": ["open", "pending", "resolved", "closed", "archived"],
+                    "description": f"Only {kind}s in this state.",
+                },
+                "created_after": {
+                    "type": "string",
+                    "format": "date",
+                    "description": f"ISO date: {kind}s created on or after it.",
+                },
+                "limit": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "description": f"How many {kind}s to return at most (default 20).",
+                },
+                "fields": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": f"The {kind} fields to include in each result.",
+                },
+                "include_archived": {
+                    "type": "boolean",
+                    "description": f"Also search archived {kind}s.",
+                },
+            },
+            "required": ["query"],
+            "additionalProperties": False,
+        }
+        tools.append(
+            Tool(
+                name=f"search_{kind}s_{i}",
+                description=f"Search the {kind}s of workspace {i} by text, state and date; "
+                f"returns the matching {kind}s as JSON, newest first.",
+                parameters=parameters,
+                handler=search,
+            )
+        )
+    return tools
 
 
 def bare_app(upstream: str) -> Starlette:
@@ -123,10 +184,12 @@ def main() -> None:
         uvloop.install()
         asyncio.run(floor(int(upstream.rsplit(":", 1)[1].split("/")[0]), port))
         return
-    registry = Registry.of(bench_echo, plugin="bench")
+    extra = catalogue(int(os.environ.get("BENCH_TOOLS", "1")) - 1)
+    registry = Registry.of(bench_echo, *extra, plugin="bench")
     app: Any
     if kind == "proxy":
-        app = create_app(Settings(upstream=upstream), registry)
+        rounds = int(os.environ.get("BENCH_MAX_ROUNDS", "8"))
+        app = create_app(Settings(upstream=upstream, max_rounds=rounds), registry)
     elif kind == "proxy-httpx":  # httpx's own connection pool, for the transport comparison
         transport = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024)
