@@ -45,11 +45,11 @@ class ChatConversation:
         self.server_tools = frozenset(t.name for t in tools)
         self.legacy = bool(body.get("functions")) and not body.get("tools")
         if self.legacy:
-            body["functions"] = [*body["functions"], *(t.openai_function() for t in tools)]
+            body["functions"] = [*body["functions"], *(t.chat_function for t in tools)]
         elif tools:
             body["tools"] = [
                 *(body.get("tools") or []),
-                *({"type": "function", "function": t.openai_function()} for t in tools),
+                *(t.chat_tool for t in tools),
             ]
         self.body = body
         self.history: list[dict[str, Any]] = []

@@ -75,7 +75,7 @@ class ResponsesConversation:
         if tools:
             body["tools"] = [
                 *(body.get("tools") or []),
-                *({"type": "function", **t.openai_function(), "strict": t.strict} for t in tools),
+                *(t.responses_tool for t in tools),
             ]
         self.body = body
         self.streaming = bool(body.get("stream"))
@@ -115,7 +115,10 @@ class ResponsesConversation:
             **{label_of(t): t.name for t in tools},
         }
         approvals = Approvals(given, names, held)
-        upstream_mcp = any(spec.get("type") == "mcp" for spec in self.body.get("tools") or [])
+        upstream_mcp = any(  # among the client's tools (the proxy's come encoded)
+            isinstance(spec, dict) and spec.get("type") == "mcp"
+            for spec in self.body.get("tools") or []
+        )
         if approvals.unresolved and labels != {SERVER_LABEL} and not upstream_mcp:
             # the proxy runs MCP servers, and the answer is to none of the upstream's
             index, request_id = approvals.unresolved[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -143,6 +143,18 @@ class Registry(Mapping[str, Registered]):
 
     def __len__(self) -> int:
         return len(self.now()._entries)
+
+    # The dict's own views: a request walks every tool, and the views `Mapping` derives
+    # would look each one up again.
+
+    def keys(self) -> KeysView[str]:
+        return self.now()._entries.keys()
+
+    def items(self) -> ItemsView[str, Registered]:
+        return self.now()._entries.items()
+
+    def values(self) -> ValuesView[Registered]:
+        return self.now()._entries.values()
 
     @classmethod
     def of(cls, *tools: Tool, plugin: str = "local") -> Registry:

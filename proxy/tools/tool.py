@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any, overload
 
 import jsonschema
+import orjson
 
 from proxy.auth import SECRET_HEADERS
 from proxy.tools.context import Caller, RequestContext, context_parameter
@@ -179,6 +180,27 @@ class Tool:
         if self.strict:
             spec["strict"] = True
         return spec
+
+    # Its definition as each API's request carries it, encoded once: a request splices these
+    # in as they are, rather than building and encoding every tool's schema again.
+
+    @cached_property
+    def chat_tool(self) -> orjson.Fragment:
+        """An entry of a Chat Completions request's `tools`."""
+        return orjson.Fragment(
+            orjson.dumps({"type": "function", "function": self.openai_function()})
+        )
+
+    @cached_property
+    def chat_function(self) -> orjson.Fragment:
+        """An entry of a Chat Completions request's legacy `functions`."""
+        return orjson.Fragment(orjson.dumps(self.openai_function()))
+
+    @cached_property
+    def responses_tool(self) -> orjson.Fragment:
+        """An entry of a Responses request's `tools`."""
+        spec = {"type": "function", **self.openai_function(), "strict": self.strict}
+        return orjson.Fragment(orjson.dumps(spec))
 
 
 @overload
