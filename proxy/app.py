@@ -91,7 +91,7 @@ def create_app(
 
     async def chat_completions(request: Request) -> Response:
         watch = Stopwatch()
-        raw = await request.body()
+        raw = await read_body(request)
         body = check_chat(parse_json(raw))
         memory = ChatMemory(scoped(request))
         if await recalled(memory.recall(body)):
@@ -111,7 +111,7 @@ def create_app(
 
     async def responses(request: Request) -> Response:
         watch = Stopwatch()
-        raw = await request.body()
+        raw = await read_body(request)
         body = check_responses(parse_json(raw))
         memory = ResponsesMemory(scoped(request))
         if await recalled(memory.recall(body)):
@@ -243,6 +243,12 @@ async def respond(
 def client_of(request: Request) -> tuple[list[tuple[str, str]], bytes]:
     """The client's headers and query string, as they go upstream."""
     return list(request.headers.items()), request.scope.get("query_string", b"")
+
+
+async def read_body(request: Request) -> bytes:
+    """The request's body, which the request does not keep (`Request.body()` would, for as
+    long as the response streams): once parsed, the proxy needs only the parsed body."""
+    return b"".join([part async for part in request.stream()])
 
 
 def parse_json(raw: bytes) -> object:

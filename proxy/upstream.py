@@ -176,6 +176,7 @@ class Upstream:
     ) -> AsyncIterator[httpx.Response]:
         """`send`, closing the response when the block ends."""
         response = await self.send(method, path, headers, content, query)
+        del content  # sent: not kept while the response streams (it may for long)
         try:
             yield response
         finally:

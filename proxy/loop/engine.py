@@ -104,6 +104,7 @@ class Engine:
                     async with self.upstream.open(
                         "POST", conv.path, request_headers, body, query
                     ) as response:
+                        del body  # sent: a stream may stay open long, and need not keep it
                         record.first_byte(perf_counter() - sent)
                         if response.status_code >= 400:
                             raise APIError(
