@@ -111,7 +111,7 @@ SCENARIOS = {
 
 def encode(port: int, path: str, body: dict, scenario: str) -> bytes:
     """One request, encoded once: the load only writes bytes. Compact JSON, as the proxy
-    sends it upstream (the bench upstream looks for `"role":"tool"` and `"stream":true`)."""
+    sends it upstream (the bench upstream finds `"stream":true` in the bytes)."""
     data = json.dumps(body, separators=(",", ":")).encode()
     head = (
         f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
@@ -308,6 +308,7 @@ def apart(proxy: int, others: list[int]) -> Iterator[int]:
 class Step:
     rate: int
     p99: int = 0
+    count: int = 0  # requests measured
     errors: int = 0
     cores: dict[str, float] = field(default_factory=dict)  # CPU used: name -> cores
 
@@ -328,7 +329,7 @@ class Target:
     ) -> Step:
         """`rate` requests a second on schedule for a warm-up and `seconds` (or until `stop`);
         their latency from when each was due, and the CPU each process used meanwhile."""
-        period = 1e9 / rate
+        period = 1_000_000_000 // rate
         warm = max(1, int(rate * 0.25))
         count = warm + max(int(rate * seconds), 300)
         pool = self.pool
@@ -342,7 +343,7 @@ class Target:
             while begin + sent * period <= now and (stop is not None or sent < count):
                 if sent == warm:
                     before, opened = self.cpu(), now
-                pool.submit(Job(plan, int(begin + sent * period)))
+                pool.submit(Job(plan, begin + sent * period))
                 sent += 1
             await asyncio.sleep(0.001)  # uvloop's timers are milliseconds: a tick of them
         after, ended = self.cpu(), time.monotonic_ns()
@@ -357,6 +358,7 @@ class Target:
         return Step(
             rate,
             p99=int(pct(latencies, 99)) if latencies else 0,
+            count=sent - warm,
             errors=errors,
             cores={k: (after[k] - before[k]) / max(ended - opened, 1) for k in after},
         )
@@ -375,28 +377,17 @@ def index(rate: int) -> int:
 
 
 async def highest(passes: Callable[[int], Awaitable[bool]], first: int) -> tuple[int, int]:
-    """The highest grid index that passes and the lowest above it that fails (-1 when even
-    the lowest fails, TOP + 1 when none fails): doubling up or halving down from `first`,
-    then bisecting."""
+    """The highest grid index that passes and the one above it, which fails (-1 when even
+    the lowest fails, TOP + 1 when none fails): doubling up from a pass or halving down from
+    a failure, starting at `first`, then bisecting."""
     low, high = -1, TOP + 1
     k = first
-    if await passes(k):
-        low = k
-        while (k := k + DOUBLE) <= TOP:
-            if not await passes(k):
-                high = k
-                break
-            low = k
-    else:
-        high = k
-        while (k := k - DOUBLE) >= 0:
-            if await passes(k):
-                low = k
-                break
-            high = k
-        if low < 0 and high > 0:
-            low = 0 if await passes(0) else -1
-    while high - low > 1 and low >= 0:
+    while low < k < high and 0 <= k <= TOP:
+        if await passes(k):
+            low, k = k, k + DOUBLE
+        else:
+            high, k = k, k - DOUBLE
+    while high - low > 1:
         mid = (low + high) // 2
         if await passes(mid):
             low = mid
@@ -417,15 +408,17 @@ class Found:
     direct_failed: bool = False
 
 
-def within(step: Step, base: Step | None = None) -> bool:
-    """No error, and p99 under the limit: added to `base`'s, or in all without one."""
-    return not step.errors and step.p99 - (base.p99 if base else 0) < LIMIT_NS
+def within(step: Step, base: Step | None = None, slack: int = 1) -> bool:
+    """No error, and p99 under the limit (times `slack`): added to `base`'s, or in all
+    without one. Errors may be up to `slack` - 1 in a thousand."""
+    errors = step.errors <= (slack - 1) * step.count / 1000
+    return errors and step.p99 - (base.p99 if base else 0) < LIMIT_NS * slack
 
 
 class Search:
     """The searches of one scenario, sharing the direct steps (one per grid rate). A step that
-    fails is run once more — it fails only if it fails again: one burst of noise from
-    elsewhere on the machine must not end a search."""
+    fails narrowly is run once more — it fails only if it fails again: one burst of noise
+    from elsewhere on the machine must not end a search."""
 
     def __init__(self, scenario: Scenario, direct: Target, others: int, seconds: float) -> None:
         self.scenario, self.direct, self.seconds = scenario, direct, seconds
@@ -435,7 +428,7 @@ class Search:
     async def step(self, target: Target, k: int, base: Step | None = None) -> Step:
         plan = self.scenario.plan(target.port, direct=target is self.direct)
         step = await target.offer(plan, grid(k), self.seconds)
-        if not within(step, base):
+        if not within(step, base) and within(step, base, slack=4):  # near: noise, maybe
             step = await target.offer(plan, grid(k), self.seconds)
         return step
 
