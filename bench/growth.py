@@ -43,15 +43,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--growth-sizes", type=int, nargs="*", default=[1, 10, 100, 1000], help="history, KB"
     )
-    group.add_argument("--growth-tools", type=int, nargs="*", default=[1, 10, 100, 500])
-    group.add_argument("--growth-rounds", type=int, nargs="*", default=[1, 2, 4, 8])
+    group.add_argument(
+        "--growth-tools", type=int, nargs="*", default=[1, 10, 100, 500], help="tools registered"
+    )
+    group.add_argument(
+        "--growth-rounds", type=int, nargs="*", default=[1, 2, 4, 8], help="server-tool rounds"
+    )
     group.add_argument(
         "--growth-rounds-kb", type=int, default=10, help="history of the rounds table, KB"
     )
     group.add_argument(
         "--growth-requests", type=int, default=200, help="interleaved requests per figure"
     )
-    group.add_argument("--growth-streams", type=int, nargs="*", default=[1000, 10000])
+    group.add_argument(
+        "--growth-streams",
+        type=int,
+        nargs="*",
+        default=[1000, 10000],
+        help="idle streams open at once (at most what the open-file limit allows)",
+    )
     group.add_argument(
         "--growth-stream-kb",
         type=int,
