@@ -109,11 +109,13 @@ class ResponsesConversation:
     ) -> Approvals:
         """Unfold the items of the proxy's own `labels` the input carries (any tool this
         client may use, offered in this request or not), and find the approvals in it."""
-        tools = [entry.tool for entry in registry.values()]
-        names = {
-            **{(SERVER_LABEL, t.name): t.name for t in tools},
-            **{label_of(t): t.name for t in tools},
-        }
+        names: dict[tuple[str, str], str] = {}
+        if any(isinstance(i, dict) and str(i.get("type")).startswith("mcp_") for i in given):
+            tools = [entry.tool for entry in registry.values()]  # walked only when needed
+            names = {
+                **{(SERVER_LABEL, t.name): t.name for t in tools},
+                **{label_of(t): t.name for t in tools},
+            }
         approvals = Approvals(given, names, held)
         upstream_mcp = any(  # among the client's tools (the proxy's come encoded)
             isinstance(spec, dict) and spec.get("type") == "mcp"
