@@ -52,7 +52,7 @@ def start(name: str, args: list[str]) -> Server:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # LiteLLM takes 8-15 s here
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -62,4 +62,6 @@ def start(name: str, args: list[str]) -> Server:
                 stderr = process.stderr.read().decode() if process.stderr else ""
                 raise RuntimeError(f"{name} exited: {stderr}") from exc
             time.sleep(0.05)
-    raise RuntimeError(f"{name} did not start")
+    process.terminate()  # never left running
+    process.wait(10)
+    raise RuntimeError(f"{name} did not start within 60 s")
