@@ -49,6 +49,7 @@ GRID = 2 ** (1 / 6)  # rates tried: 100 x GRID**k, ~12% apart
 DOUBLE = 6  # grid steps in a doubling
 TOP = 48  # 100 x 2**8 rps: beyond anything a process serves here
 MAX_CONNECTIONS = 512  # per target: beyond, requests wait for one (long past 5 ms)
+TICKS = os.sysconf("SC_CLK_TCK")  # /proc/stat's unit
 
 
 @dataclass(frozen=True)
@@ -278,30 +279,11 @@ def tree_cpu_ns(pid: int) -> int:
     return total
 
 
-def pin(pid: int, cpus: set[int]) -> None:
-    """A process, its threads and its children on `cpus` (threads started later inherit it)."""
-    for task in threads(pid):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            os.sched_setaffinity(int(task.name), cpus)
-
-
-@contextlib.contextmanager
-def apart(proxy: int, others: list[int]) -> Iterator[int]:
-    """The proxy alone on the last core, the client and the upstream on the others: one
-    process's own figure, undisturbed by theirs. Yields how many cores the others have."""
-    cpus = os.sched_getaffinity(0)
-    if len(cpus) < 2:
-        yield len(cpus)
-        return
-    last = max(cpus)
-    pin(proxy, {last})
-    for pid in others:
-        pin(pid, cpus - {last})
-    try:
-        yield len(cpus) - 1
-    finally:
-        for pid in (proxy, *others):
-            pin(pid, cpus)
+def machine_cpu_ns() -> int:
+    """CPU time every core spent busy so far, whoever used it (/proc/stat)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) * 1_000_000_000 // TICKS
 
 
 @dataclass
@@ -322,7 +304,7 @@ class Target:
 
     def cpu(self) -> dict[str, int]:
         used = {name: tree_cpu_ns(pid) for name, pid in self.watched.items()}
-        return {**used, "client": time.process_time_ns()}
+        return {**used, "client": time.process_time_ns(), "machine": machine_cpu_ns()}
 
     async def offer(
         self, plan: tuple[bytes, ...], rate: int, seconds: float, stop: asyncio.Event | None = None
@@ -355,12 +337,15 @@ class Target:
         measured = [o for o in pool.outcomes if o[0] >= begin + warm * period]
         latencies = [latency for _, latency, ok in measured if ok]
         errors = len(measured) - len(latencies) + max(0, sent - warm - len(measured))
+        cores = {k: (after[k] - before[k]) / max(ended - opened, 1) for k in after}
+        machine = cores.pop("machine")
+        cores["other"] = max(0.0, machine - sum(cores.values()))  # not ours: the kernel's, …
         return Step(
             rate,
             p99=int(pct(latencies, 99)) if latencies else 0,
             count=sent - warm,
             errors=errors,
-            cores={k: (after[k] - before[k]) / max(ended - opened, 1) for k in after},
+            cores=cores,
         )
 
     def close(self) -> None:
@@ -402,7 +387,6 @@ class Found:
 
     setup: str
     workers: int  # proxy processes: 0 for the direct connection
-    others: int  # cores the client and the upstream run on
     best: Step | None
     failed: Step | None
     direct_failed: bool = False
@@ -420,9 +404,8 @@ class Search:
     fails narrowly is run once more — it fails only if it fails again: one burst of noise
     from elsewhere on the machine must not end a search."""
 
-    def __init__(self, scenario: Scenario, direct: Target, others: int, seconds: float) -> None:
+    def __init__(self, scenario: Scenario, direct: Target, seconds: float) -> None:
         self.scenario, self.direct, self.seconds = scenario, direct, seconds
-        self.others = others  # cores the client and the upstream run on
         self.direct_steps: dict[int, Step] = {}
 
     async def step(self, target: Target, k: int, base: Step | None = None) -> Step:
@@ -446,8 +429,7 @@ class Search:
             return within(step)
 
         low, high = await highest(passes, first)
-        setup = f"direct: client + upstream on {plural(self.others, 'core')}"
-        return Found(setup, 0, self.others, steps.get(low), steps.get(high))
+        return Found("direct (client + upstream)", 0, steps.get(low), steps.get(high))
 
     async def proxy(self, target: Target, workers: int, first: int) -> Found:
         """The proxy's highest rate: p99 added under the limit, no error."""
@@ -466,34 +448,27 @@ class Search:
 
         low, high = await highest(passes, first)
         failed = high in direct_failed
-        return Found(target.name, workers, self.others, steps.get(low), steps.get(high), failed)
+        return Found(target.name, workers, steps.get(low), steps.get(high), failed)
 
 
 def limit(found: Found) -> str:
     """What stopped the rate: read from the CPU of the first step that failed."""
     if found.direct_failed:
-        theirs = plural(found.others, "core")
-        return f"the client + upstream on {theirs}: direct fails at the next rate too"
+        return "the client + upstream: direct fails at the next rate too"
     step = found.failed
     if step is None:
         return "none found (the grid's top)" if found.best else "-"
-    cores = step.cores
+    cores, machine = step.cores, os.cpu_count() or 1
+    busy = sum(cores.values())
     split = ", ".join(f"{name} {used:.2f}" for name, used in cores.items())
-    theirs = cores.get("client", 0) + cores.get("upstream", 0)
     if found.workers and cores.get("proxy", 0) >= 0.7 * found.workers:
         why = "proxy CPU"  # near saturation, requests queue in it: p99 goes first
-    elif theirs >= 0.85 * found.others:
-        why = f"the client + upstream's {plural(found.others, 'core')}"
-    elif sum(cores.values()) >= 0.85 * (os.cpu_count() or 1):
+    elif busy >= 0.85 * machine:
         why = "every core busy"
     else:
-        why = "p99, no core saturated"
+        why = "p99 before any core saturated"
     errors = f", {step.errors} errors" if step.errors else ""
-    return f"{why} at {step.rate} rps (cores used: {split}{errors})"
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' if count != 1 else ''}"
+    return f"{why} at {step.rate} rps: {busy:.2f} of {machine} cores used ({split}){errors}"
 
 
 def row(scenario: str, found: Found) -> str:
@@ -588,7 +563,7 @@ async def section(
     try:
         single = start("proxy", ["-m", "bench.rate", "serve", up_url, "1"])
         started.append(single.process)
-        setups = {"1 process, a core of its own": (single, 1)}
+        setups = {"1 process": (single, 1)}
         absent = ""
         if args.rate_workers > 1:
             redis, store = start_redis()
@@ -599,8 +574,7 @@ async def section(
                 command = ["-m", "bench.rate", "serve", up_url, str(args.rate_workers), store]
                 many = start("workers", command)
                 started.append(many.process)
-                setup = f"--workers {args.rate_workers}, every core shared"
-                setups[setup] = (many, args.rate_workers)
+                setups[f"--workers {args.rate_workers}"] = (many, args.rate_workers)
         for server, _ in setups.values():
             await ready(server.port)
         watched = {"upstream": upstream.process.pid}
@@ -609,44 +583,39 @@ async def section(
             setup: (Target(setup, server.port, {"proxy": server.process.pid, **watched}), count)
             for setup, (server, count) in setups.items()
         }
-        one = proxies["1 process, a core of its own"][0]
+        one = proxies["1 process"][0]
         targets = [direct, *(target for target, _ in proxies.values())]
-        for target in targets:
+        for target in targets:  # connections open, the upstream pool filled, code paths warm
             await target.pool.warm(64)
+            for key in ("chat-stream-tool", "responses-stream-tool"):
+                await target.offer(SCENARIOS[key].plan(target.port, target is direct), 400, 0)
 
         apis = (("chat", CHAT), ("responses", RESPONSES))
-        cpus = len(os.sched_getaffinity(0))
-        found: dict[str, list[Found]] = {key: [] for key in args.rate_scenarios}
+        alone = {
+            api: await overhead(single, one, upstream, path, args.overhead_requests, 0)
+            for api, path in apis
+        }
+        found: dict[str, list[Found]] = {}
         streaming = {CHAT: 400, RESPONSES: 400}  # rps one process sustains: found below
-        theirs = [upstream.process.pid, os.getpid()]
-        with apart(single.process.pid, theirs) as others:
-            alone = {
-                api: await overhead(single, one, upstream, path, args.overhead_requests, 0)
-                for api, path in apis
-            }
-            for key in args.rate_scenarios:
-                scenario = SCENARIOS[key]
-                print(f"rate: {scenario.name}, one process", file=sys.stderr, flush=True)
-                search = Search(scenario, direct, others, args.rate_seconds)
-                result = await search.proxy(one, 1, index(args.rate_start))
-                found[key].append(result)
-                if result.best is not None and scenario.stream and not scenario.tool:
-                    streaming[scenario.path] = result.best.rate
-            loaded = {
-                api: await overhead(single, one, upstream, path, args.overhead_requests, load)
-                for api, path in apis
-                if (load := int(args.overhead_load * streaming[path]))
-            }
         for key in args.rate_scenarios:
             scenario = SCENARIOS[key]
-            print(f"rate: {scenario.name}, every core", file=sys.stderr, flush=True)
-            search = Search(scenario, direct, cpus, args.rate_seconds)
-            best = found[key][0].best
+            print(f"rate: {scenario.name}", file=sys.stderr, flush=True)
+            search = Search(scenario, direct, args.rate_seconds)
+            results = [await search.proxy(one, 1, index(args.rate_start))]
+            best = results[0].best
             first = index(best.rate if best else args.rate_start)
+            if best is not None and scenario.stream and not scenario.tool:
+                streaming[scenario.path] = best.rate
             for target, count in proxies.values():
                 if target is not one:
-                    found[key].append(await search.proxy(target, count, first))
-            found[key].insert(0, await search.ceiling(max([first, *search.direct_steps])))
+                    results.append(await search.proxy(target, count, first))
+            results.insert(0, await search.ceiling(max([first, *search.direct_steps])))
+            found[key] = results
+        loaded = {
+            api: await overhead(single, one, upstream, path, args.overhead_requests, load)
+            for api, path in apis
+            if (load := int(args.overhead_load * streaming[path]))
+        }
 
         if found:
             say(
