@@ -339,7 +339,9 @@ class Target:
         errors = len(measured) - len(latencies) + max(0, sent - warm - len(measured))
         cores = {k: (after[k] - before[k]) / max(ended - opened, 1) for k in after}
         machine = cores.pop("machine")
-        cores["other"] = max(0.0, machine - sum(cores.values()))  # not ours: the kernel's, …
+        other = machine - sum(cores.values())  # not ours: other processes', the kernel's
+        if other >= 0.05:  # /proc/stat counts in ticks: less is its rounding
+            cores["other"] = other
         return Step(
             rate,
             p99=int(pct(latencies, 99)) if latencies else 0,
