@@ -571,7 +571,7 @@ async def section(
     try:
         single = start("proxy", ["-m", "bench.rate", "serve", up_url, "1"])
         started.append(single.process)
-        setups = {"1 process": (single, 1)}
+        setups: dict[str, tuple[Server, int, dict[str, int]]] = {"1 process": (single, 1, {})}
         absent = ""
         if args.rate_workers > 1:
             redis, store = start_redis()
@@ -582,14 +582,18 @@ async def section(
                 command = ["-m", "bench.rate", "serve", up_url, str(args.rate_workers), store]
                 many = start("workers", command)
                 started.append(many.process)
-                setups[f"--workers {args.rate_workers}"] = (many, args.rate_workers)
-        for server, _ in setups.values():
+                setups[f"--workers {args.rate_workers}"] = (
+                    many,
+                    args.rate_workers,
+                    {"redis": redis.pid},  # its store: what it costs, in the cores used
+                )
+        for server, _, _ in setups.values():
             await ready(server.port)
         watched = {"upstream": upstream.process.pid}
         direct = Target("direct", upstream.port, watched)
         proxies = {
-            setup: (Target(setup, server.port, {"proxy": server.process.pid, **watched}), count)
-            for setup, (server, count) in setups.items()
+            setup: (Target(setup, server.port, {"proxy": server.process.pid, **more, **watched}), n)
+            for setup, (server, n, more) in setups.items()
         }
         one = proxies["1 process"][0]
         targets = [direct, *(target for target, _ in proxies.values())]
