@@ -139,7 +139,7 @@ def stack_app(upstream: str) -> Any:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         headers = [
-            (name.decode("latin-1"), value.decode("latin-1"))
+            (name, value)
             for name, value in scope["headers"]
             if name not in (b"host", b"content-length")
         ]

@@ -22,7 +22,7 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from proxy.errors import APIError
 
@@ -70,25 +70,16 @@ _REASONS = {431: "request line and headers too large", 413: "request body too la
 
 
 class Admission:
-    """Pure ASGI middleware, before the routes and the key check (only the request's
-    observation is outside it): a refused request never reaches them."""
+    """The bounds a request must keep to reach the routes and the key check (only its
+    observation comes before): checked by `proxy.front`, as the request arrives."""
 
-    def __init__(self, app: ASGIApp, max_body: int, max_head: int) -> None:
-        self.app = app
+    def __init__(self, max_body: int, max_head: int) -> None:
         self.max_body = max_body
         self.max_head = max_head
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        error, receive = self._admit(scope, receive)
-        if error is not None:
-            await error.response()(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _admit(self, scope: Scope, receive: Receive) -> tuple[APIError | None, Receive]:
+    def admit(self, scope: Scope, receive: Receive) -> tuple[APIError | None, Receive]:
+        """The error that refuses the request, if any; and `receive`, counting the body as it
+        arrives when no length was declared."""
         raw_path: bytes = scope["raw_path"]
         if climbs(raw_path):
             return APIError.of(

@@ -7,14 +7,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import httpx
 import orjson
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from proxy.admission import Admission
 from proxy.auth import ClientKeys
@@ -23,14 +24,15 @@ from proxy.chat.conversation import check_request as check_chat
 from proxy.chat.memory import ChatMemory
 from proxy.config import Settings
 from proxy.drain import SHUTTING_DOWN, SHUTTING_DOWN_CODE, Drain
-from proxy.errors import APIError
+from proxy.errors import APIError, crashed
+from proxy.front import Front
 from proxy.loop.engine import Engine, Exchange
 from proxy.loop.round import Conversation
 from proxy.loop.stopwatch import HEADER as OVERHEAD_HEADER
 from proxy.loop.stopwatch import Stopwatch
 from proxy.observe import tracing
 from proxy.observe.metrics import Metrics
-from proxy.observe.middleware import Observed
+from proxy.observe.observer import Observer
 from proxy.observe.record import current
 from proxy.passthrough import relay
 from proxy.policy import TOOLS, ToolPolicy, check_clients, check_started
@@ -160,12 +162,7 @@ def create_app(
         return exc.response()
 
     async def crash(request: Request, exc: Exception) -> Response:
-        return APIError.of(
-            500,
-            f"the proxy failed: {type(exc).__name__}: {exc}",
-            "server_error",
-            code="proxy_error",
-        ).response()
+        return crashed(exc).response()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -180,26 +177,32 @@ def create_app(
         runner.close()
         tracing.shutdown()
 
-    routes = [
+    lanes = [  # served by the front door, past the router (`proxy.front`)
         Route("/v1/chat/completions", drain.guard(chat_completions), methods=["POST"]),
         Route("/v1/responses", drain.guard(responses), methods=["POST"]),
+    ]
+    routes = [
+        *lanes,
         Route("/v1/{path:path}", drain.guard(passthrough), methods=_ALL_METHODS),
         Route("/health", health, methods=["GET"]),
         Route("/health/liveness", liveness, methods=["GET"]),
         Route("/health/readiness", readiness, methods=["GET"]),
         Route("/metrics", metrics.endpoint(lambda: runner.hung_threads), methods=["GET"]),
     ]
-    middleware = [
-        Middleware(Observed, metrics=metrics, routes=routes),
-        Middleware(Admission, max_body=settings.max_body_bytes, max_head=settings.max_header_bytes),
-    ]
+    keys = None
     if settings.api_keys or settings.clients:
-        keys = settings.api_keys or ()
-        middleware.append(Middleware(ClientKeys, keys=keys, clients=settings.clients))
-    middleware.append(Middleware(ToolPolicy, registry=registry))
-    app = Starlette(
+        keys = ClientKeys(settings.api_keys or (), settings.clients)
+    front = partial(
+        Front,
+        observer=Observer(metrics, routes),
+        admission=Admission(settings.max_body_bytes, settings.max_header_bytes),
+        keys=keys,
+        policy=ToolPolicy(registry),
+        lanes=lanes,
+    )
+    app = Fronted(
+        front,
         routes=routes,
-        middleware=middleware,
         exception_handlers={404: not_found, APIError: api_error, Exception: crash},
         lifespan=lifespan,
     )
@@ -208,6 +211,18 @@ def create_app(
     app.state.drain = drain
     app.state.store = store
     return app
+
+
+class Fronted(Starlette):
+    """Starlette, behind the front door (`proxy.front`): outermost, before even Starlette's
+    own error layer."""
+
+    def __init__(self, front: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.front = front
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self.front(super().build_middleware_stack())
 
 
 async def respond(
@@ -240,15 +255,23 @@ async def respond(
     return response
 
 
-def client_of(request: Request) -> tuple[list[tuple[str, str]], bytes]:
-    """The client's headers and query string, as they go upstream."""
-    return list(request.headers.items()), request.scope.get("query_string", b"")
+def client_of(request: Request) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The client's headers and query string, as the server gave them."""
+    return request.scope["headers"], request.scope.get("query_string", b"")
 
 
 async def read_body(request: Request) -> bytes:
-    """The request's body, which the request does not keep (`Request.body()` would, for as
-    long as the response streams): once parsed, the proxy needs only the parsed body."""
-    return b"".join([part async for part in request.stream()])
+    """The request's body, read from the server's messages as they come: the request does not
+    keep it (`Request.body()` would, for as long as the response streams), as once parsed the
+    proxy needs only the parsed body."""
+    parts = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
 def parse_json(raw: bytes) -> object:

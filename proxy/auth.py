@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from proxy.config import Client
 from proxy.errors import APIError
@@ -21,31 +21,31 @@ SECRET_HEADERS = frozenset({*CREDENTIAL_HEADERS, "proxy-authorization", "cookie"
 
 
 class ClientKeys:
-    """Pure ASGI middleware (no per-request overhead beyond one header lookup and one
-    constant-time comparison per key)."""
+    """The keys a `/v1` request must present one of: one header lookup and one constant-time
+    comparison per key."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...], clients: tuple[Client, ...]) -> None:
-        self.app = app
+    def __init__(self, keys: tuple[str, ...], clients: tuple[Client, ...]) -> None:
         self.keys = [key.encode() for key in keys] + [client.key.encode() for client in clients]
         self.holders: list[Client | None] = [None for _ in keys] + list(clients)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1"):
-            found = self._match(scope)
-            if found is None:
-                error = APIError.of(
-                    401,
-                    "Incorrect API key provided. Use one of the proxy's client keys "
-                    "(TOOL_PROXY_API_KEYS, or a [clients.NAME] key of its config file) as the "
-                    "Bearer token.",
-                    code="invalid_api_key",
-                )
-                await error.response()(scope, receive, send)
-                return
-            holder = self.holders[found]
-            if holder is not None:
-                scope[CLIENT] = holder
-        await self.app(scope, receive, send)
+    def check(self, scope: Scope) -> APIError | None:
+        """The error that refuses the request, if any; the scope gets the `Client` whose key
+        it presented (`CLIENT`)."""
+        if not scope["path"].startswith("/v1"):
+            return None
+        found = self._match(scope)
+        if found is None:
+            return APIError.of(
+                401,
+                "Incorrect API key provided. Use one of the proxy's client keys "
+                "(TOOL_PROXY_API_KEYS, or a [clients.NAME] key of its config file) as the "
+                "Bearer token.",
+                code="invalid_api_key",
+            )
+        holder = self.holders[found]
+        if holder is not None:
+            scope[CLIENT] = holder
+        return None
 
     def _match(self, scope: Scope) -> int | None:
         """Which key the request presents, by its place in `keys`; None for none known."""

@@ -45,3 +45,10 @@ class APIError(Exception):
 
     def response(self) -> Response:
         return Response(self.body, status_code=self.status, headers=self.headers)
+
+
+def crashed(exc: Exception) -> APIError:
+    """The 500 of a request the proxy itself failed."""
+    return APIError.of(
+        500, f"the proxy failed: {type(exc).__name__}: {exc}", "server_error", code="proxy_error"
+    )

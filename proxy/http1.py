@@ -272,7 +272,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self,
         method: str,
         url: httpx.URL,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         content: bytes,
         timeouts: dict[str, float | None],
     ) -> httpx.Response:
@@ -284,7 +284,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
             [
                 (b"host", url.netloc),
                 (b"content-length", b"%d" % len(content)),
-                *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers),
+                *headers,
             ],
         )
         return await self._exchange(method, url, head, content, None, timeouts)

@@ -24,14 +24,14 @@ _AS_SENT = string.ascii_letters + string.digits + string.punctuation
 async def relay(upstream: Upstream, request: Request, body: bytes | None = None) -> Response:
     """Send `request` on upstream as is (or with `body`, when already read) and stream back
     the upstream's status, headers and bytes unchanged."""
-    headers = upstream.request_headers(request.headers.items())
+    headers = upstream.request_headers(request.scope["headers"])
     content: bytes | AsyncIterator[bytes] | None
     if body is not None:
         content = body
     elif "content-length" in request.headers or "transfer-encoding" in request.headers:
         content = request.stream()
         if "content-length" in request.headers:
-            headers.append(("content-length", request.headers["content-length"]))
+            headers.append((b"content-length", request.headers["content-length"].encode()))
     else:
         content = None
     path = quote_from_bytes(request.scope["raw_path"], _AS_SENT).removeprefix("/v1")

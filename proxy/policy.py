@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from contextvars import Token
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from proxy.auth import CLIENT
 from proxy.config import Client, ConfigError
-from proxy.observe.request_id import HEADER as REQUEST_ID
-from proxy.tools.context import CALLER, calling
+from proxy.tools.context import Caller, calling
 from proxy.tools.registry import Registry
 
 HEADER = b"x-tool-proxy-tools"  # "none", or tool names separated by commas
@@ -62,30 +62,22 @@ def check_started(clients: Collection[Client], registry: Registry) -> None:
 
 
 class ToolPolicy:
-    """Pure ASGI middleware, inside `ClientKeys`: puts the request's tools in the scope
-    (`TOOLS`), takes the header off the request — it is the proxy's, never the upstream's —
-    and says whom the request's tool calls serve."""
+    """Puts the request's tools in the scope (`TOOLS`), takes the header off the request —
+    it is the proxy's, never the upstream's — and says whom the request's tool calls serve;
+    applied by `proxy.front`, after the key check."""
 
-    def __init__(self, app: ASGIApp, registry: Registry) -> None:
-        self.app = app
+    def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            client: Client | None = scope.get(CLIENT)
-            scope[TOOLS] = self._tools(scope, client)
-            request_id = next((v for n, v in scope["headers"] if n == REQUEST_ID), None)
-            token = calling(
-                None if request_id is None else request_id.decode("latin-1"),
-                None if client is None else client.name,
-                scope["headers"],
-            )
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                CALLER.reset(token)
-            return
-        await self.app(scope, receive, send)
+    def apply(self, scope: Scope, request_id: bytes) -> Token[Caller | None]:
+        """Reset the returned token (`CALLER.reset`) when the request is over."""
+        client: Client | None = scope.get(CLIENT)
+        scope[TOOLS] = self._tools(scope, client)
+        return calling(
+            request_id.decode("latin-1"),
+            None if client is None else client.name,
+            scope["headers"],
+        )
 
     def _tools(self, scope: Scope, client: Client | None) -> Registry:
         names = None if client is None or client.tools is None else set(client.tools)

@@ -80,8 +80,7 @@ class RelayResponse(Response):
                     await send(KEEPALIVE)
                     seen = None  # the comment was a write: the next look skips
 
-        watcher = asyncio.create_task(watch())
-        pinger = None
+        watcher = pinger = None
         try:
             await send(
                 {
@@ -94,7 +93,10 @@ class RelayResponse(Response):
                 await self.on_end()
             if chunk or not more:
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
-            if self.keepalive and more:  # after the first bytes: no delay to them
+            # After the first bytes, no delay to them: a client that left by now is noticed
+            # at the next part.
+            watcher = asyncio.create_task(watch())
+            if self.keepalive and more:
                 pinger = asyncio.create_task(keep_alive())
             async for chunk in self.body_iterator:
                 more = type(chunk) is not Last
@@ -117,7 +119,8 @@ class RelayResponse(Response):
                     await send({"type": "http.response.body", "body": end, "more_body": False})
             return
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             if pinger is not None:
                 pinger.cancel()
             # Close the body now, not when it is collected: when the relay stopped at a write

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import httpx
@@ -12,59 +11,46 @@ import httpx
 from proxy.errors import APIError
 from proxy.http1 import Http1Transport
 
+# Headers as the ASGI scope and the transport carry them: bytes, names lower-case.
+Headers = list[tuple[bytes, bytes]]
+
 # Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy; Host and Content-Length are
 # recomputed for the upstream request.
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
     }
 )
 # `Expect: 100-continue` is answered by the proxy's own server; the upstream gets the body whole.
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
+_NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 # The client's response is the proxy's: its server stamps its own `Date` (and names no
 # `Server`), so the upstream's would make two.
-_NOT_RETURNED = frozenset({"date", "server"})
+_NOT_RETURNED = frozenset({b"date", b"server"})
 
 
-def _skipped(connection: Iterable[str], drop: frozenset[str]) -> frozenset[str]:
-    """Names that must not cross: hop-by-hop ones, any the `Connection` header names, `drop`."""
-    named = {token.strip().lower() for value in connection for token in value.split(",")}
-    return HOP_BY_HOP | drop | named
-
-
-def _crossing(headers: Iterable[tuple[str, str]], drop: frozenset[str]) -> list[tuple[str, str]]:
-    """The headers that may cross the proxy, minus any named in `Connection` and in `drop`."""
+def _crossing(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
+    """The headers (names lower-case) that may cross the proxy: not hop-by-hop, named in
+    `Connection` or in `drop`."""
     pairs = list(headers)
-    skip = _skipped((value for name, value in pairs if name.lower() == "connection"), drop)
-    return [(name, value) for name, value in pairs if name.lower() not in skip]
+    skip = HOP_BY_HOP | drop
+    for name, value in pairs:
+        if name == b"connection":
+            skip = skip | {token.strip().lower() for token in value.split(b",")}
+    return [(name, value) for name, value in pairs if name not in skip]
 
 
-def forwardable(
-    headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozenset()
-) -> list[tuple[str, str]]:
-    """An upstream response's headers that reach the client, minus any named in
-    `Connection` and in `drop`."""
-    return _crossing(headers, drop | _NOT_RETURNED)
-
-
-def raw_headers(
-    headers: httpx.Headers, drop: frozenset[str] = frozenset()
-) -> list[tuple[bytes, bytes]]:
-    """`forwardable`, kept byte for byte."""
-    skip = _skipped(headers.get_list("connection"), drop | _NOT_RETURNED)
-    return [
-        (name.lower(), value)
-        for name, value in headers.raw
-        if name.decode("latin-1").lower() not in skip
-    ]
+def raw_headers(headers: httpx.Headers, drop: frozenset[bytes] = frozenset()) -> Headers:
+    """An upstream response's headers that reach the client, minus any in `drop`; the values
+    byte for byte."""
+    return _crossing(((name.lower(), value) for name, value in headers.raw), drop | _NOT_RETURNED)
 
 
 def default_transport(base_url: str) -> httpx.AsyncBaseTransport:
@@ -107,29 +93,25 @@ class Upstream:
             "pool": read_timeout,
         }
         self._urls: dict[tuple[str, bytes], httpx.URL] = {}
+        key = [(b"authorization", b"Bearer " + api_key.encode())] if api_key else []
+        dropped = _NOT_FORWARDED | ({b"authorization"} if api_key else set())
+        # By `rewritten`: what the client's headers lose, and what they gain.
+        self._dropped = (dropped, dropped | {b"accept-encoding"})
+        self._added: tuple[Headers, Headers] = (key, [*key, (b"accept-encoding", b"identity")])
 
-    def request_headers(
-        self, client_headers: Iterable[tuple[str, str]], rewritten: bool = False
-    ) -> list[tuple[str, str]]:
-        """The client's headers as they go upstream. For a body the proxy reads (`rewritten`),
-        the upstream is asked not to compress: the proxy must understand every byte."""
-        drop = set(_NOT_FORWARDED)
-        if self.api_key:
-            drop.add("authorization")
-        if rewritten:
-            drop.add("accept-encoding")
-        headers = _crossing(client_headers, frozenset(drop))
-        if self.api_key:
-            headers.append(("authorization", f"Bearer {self.api_key}"))
-        if rewritten:
-            headers.append(("accept-encoding", "identity"))
+    def request_headers(self, client_headers: Headers, rewritten: bool = False) -> Headers:
+        """The client's headers (as the ASGI scope has them) as they go upstream. For a body
+        the proxy reads (`rewritten`), the upstream is asked not to compress: the proxy must
+        understand every byte."""
+        headers = _crossing(client_headers, self._dropped[rewritten])
+        headers += self._added[rewritten]
         return headers
 
     async def send(
         self,
         method: str,
         path: str,
-        headers: list[tuple[str, str]],
+        headers: Headers,
         content: bytes | AsyncIterator[bytes] | None = None,
         query: bytes = b"",
     ) -> httpx.Response:
@@ -164,23 +146,6 @@ class Upstream:
                 "server_error",
                 code="upstream_unreachable",
             ) from exc
-
-    @asynccontextmanager
-    async def open(
-        self,
-        method: str,
-        path: str,
-        headers: list[tuple[str, str]],
-        content: bytes,
-        query: bytes = b"",
-    ) -> AsyncIterator[httpx.Response]:
-        """`send`, closing the response when the block ends."""
-        response = await self.send(method, path, headers, content, query)
-        del content  # sent: not kept while the response streams (it may for long)
-        try:
-            yield response
-        finally:
-            await response.aclose()
 
     async def aclose(self) -> None:
         await self.transport.aclose()

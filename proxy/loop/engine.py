@@ -20,12 +20,12 @@ from proxy.observe import tracing
 from proxy.observe.record import current
 from proxy.relay import Last
 from proxy.tools.runner import ToolRunner
-from proxy.upstream import Upstream, forwardable, raw_headers
+from proxy.upstream import Headers, Upstream, raw_headers
 
 log = logging.getLogger("proxy")
 
 # Headers of the upstream's response that do not describe the body the proxy sends.
-_BODY_HEADERS = frozenset({"content-length", "content-encoding"})
+_BODY_HEADERS = frozenset({b"content-length", b"content-encoding"})
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Engine:
     async def start(
         self,
         conv: Conversation,
-        client_headers: list[tuple[str, str]],
+        client_headers: Headers,
         query: bytes = b"",
         watch: Stopwatch | None = None,
     ) -> Exchange:
@@ -84,7 +84,7 @@ class Engine:
     async def _rounds(
         self,
         conv: Conversation,
-        request_headers: list[tuple[str, str]],
+        request_headers: Headers,
         query: bytes,
         response_headers: list[tuple[bytes, bytes]],
         watch: Stopwatch,
@@ -100,30 +100,30 @@ class Engine:
             with tracing.upstream_round(request) as span:
                 watch.pause()
                 sent = perf_counter()
+                response = await self.upstream.send("POST", conv.path, request_headers, body, query)
+                del body  # sent: a stream may stay open long, and need not keep it
+                record.first_byte(perf_counter() - sent)
                 try:
-                    async with self.upstream.open(
-                        "POST", conv.path, request_headers, body, query
-                    ) as response:
-                        del body  # sent: a stream may stay open long, and need not keep it
-                        record.first_byte(perf_counter() - sent)
-                        if response.status_code >= 400:
-                            raise APIError(
-                                response.status_code,
-                                await response.aread(),
-                                dict(forwardable(response.headers.items(), _BODY_HEADERS)),
-                            )
-                        if not response_headers:
-                            response_headers.extend(raw_headers(response.headers, _BODY_HEADERS))
-                        async for data in body_of(response):
-                            watch.resume()
-                            out = conv.feed(data)  # what one read brought goes out in one write
-                            watch.pause()
-                            if out:
-                                yield out
+                    if response.status_code >= 400:
+                        raise APIError(
+                            response.status_code,
+                            await response.aread(),
+                            _text(raw_headers(response.headers, _BODY_HEADERS)),
+                        )
+                    if not response_headers:
+                        response_headers.extend(raw_headers(response.headers, _BODY_HEADERS))
+                    async for data in body_of(response):
+                        watch.resume()
+                        out = conv.feed(data)  # what one read brought goes out in one write
+                        watch.pause()
+                        if out:
+                            yield out
                 except httpx.HTTPError as exc:
                     raise _Failed(
                         f"the upstream connection failed mid-response: {exc!r}", "upstream_error"
                     ) from exc
+                finally:
+                    await response.aclose()
                 watch.resume()
                 outcome = conv.end_round()
                 if outcome.failed or outcome.error is not None:
@@ -201,6 +201,10 @@ def body_of(response: httpx.Response) -> AsyncIterator[bytes]:
     if response.headers.get("content-encoding", "identity") == "identity":
         return aiter(response.stream)  # type: ignore[arg-type]
     return response.aiter_bytes()
+
+
+def _text(headers: Headers) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
 
 
 def _message_of(error: APIError) -> str:

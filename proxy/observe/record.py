@@ -33,6 +33,7 @@ class Record:
     rounds: int = 0
     tools: list[ToolUse] = field(default_factory=list)
     tokens: tuple[int, int] | None = None
+    first_bytes: list[float] = field(default_factory=list)  # each round's upstream, seconds
     watch: Stopwatch | None = None  # the proxy's own time, on a request that ran tools
     upstream_id: str | None = None  # the upstream's own x-request-id, when it sent one
     metrics: Metrics | None = None  # where it is counted (none outside a served request)
@@ -45,9 +46,9 @@ class Record:
         return path if isinstance(path, str) else UNMATCHED
 
     def first_byte(self, seconds: float) -> None:
-        """A round's upstream answered its first byte `seconds` after the request went."""
-        if self.metrics is not None:
-            self.metrics.child(self.metrics.time_to_first_byte, self.route).observe(seconds)
+        """A round's upstream answered its first byte `seconds` after the request went
+        (observed with the rest, when the response is over: not on the way to the client)."""
+        self.first_bytes.append(seconds)
 
     def tool_called(self, name: str, outcome: str, seconds: float, hung_threads: int) -> None:
         """A tool call ended; `hung_threads` are the sync tool threads hung now."""
@@ -68,6 +69,8 @@ class Record:
             return
         route = self.route
         metrics.child(metrics.requests, route, str(self.status)).inc()
+        for seconds in self.first_bytes:
+            metrics.child(metrics.time_to_first_byte, route).observe(seconds)
         if self.rounds:
             metrics.child(metrics.rounds, route).observe(self.rounds)
         if self.watch is not None:

@@ -88,23 +88,30 @@ def start(name: str, attributes: dict[str, Any]) -> Span | None:
     return None if _tracer is None else _tracer.start_span(name, attributes=attributes)
 
 
-@contextlib.contextmanager
-def current(name: str, attributes: dict[str, Any]) -> Iterator[Span | None]:
+# What a hook gives when tracing is off: one shared block that does nothing.
+_OFF: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def current(
+    name: str, attributes: dict[str, Any]
+) -> contextlib.AbstractContextManager[Span | None]:
     """A span under the current one and current for the block (what runs in it — a tool's
     own instrumented calls — nests under it); None when tracing is off. Ended on leaving."""
     if _tracer is None:
-        yield None
-        return
-    with _tracer.start_as_current_span(
+        return _OFF
+    return _tracer.start_as_current_span(
         name, attributes=attributes, record_exception=False, set_status_on_exception=False
-    ) as span:
-        yield span
+    )
+
+
+def upstream_round(request: Mapping[str, Any]) -> contextlib.AbstractContextManager[Span | None]:
+    """The span of one upstream round (`chat {model}`), not current (the engine yields in
+    it), ended on leaving the block; failed with the type of an exception that left it."""
+    return _OFF if _tracer is None else _round(request)
 
 
 @contextlib.contextmanager
-def upstream_round(request: Mapping[str, Any]) -> Iterator[Span | None]:
-    """The span of one upstream round (`chat {model}`), not current (the engine yields in
-    it), ended on leaving the block; failed with the type of an exception that left it."""
+def _round(request: Mapping[str, Any]) -> Iterator[Span | None]:
     model = request.get("model")
     attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
     if isinstance(model, str):

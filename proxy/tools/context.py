@@ -49,6 +49,8 @@ class Caller:
         return RequestContext(self.request_id, self.client, types.MappingProxyType(chosen))
 
 
+_SECRET = frozenset(name.encode() for name in SECRET_HEADERS)  # as the scope names them
+
 # The request being served in this task (each ASGI request runs in a task of its own).
 CALLER: ContextVar[Caller | None] = ContextVar("proxy_caller", default=None)
 
@@ -58,7 +60,7 @@ def calling(
 ) -> Token[Caller | None]:
     """Say who the current request's tool calls serve (its secret headers left out: no tool
     can read them); the token resets it."""
-    kept = [(n, v) for n, v in headers if n.decode("latin-1") not in SECRET_HEADERS]
+    kept = [(n, v) for n, v in headers if n not in _SECRET]
     return CALLER.set(Caller(request_id, client, kept))
 
 

@@ -1,6 +1,6 @@
-"""The ASGI middleware that observes every request: its id (accepted or made, sent upstream
-with the request and back with the response), its span, and, once the response is over,
-its metrics and log line.
+"""What observes every request, for `proxy.front`: its id (accepted or made, sent upstream
+with the request and back with the response), and, once the response is over, its span's
+attributes, its metrics and its log line.
 
 Per relayed chunk it adds one plain function call (`send` passed through), no more.
 """
@@ -8,35 +8,49 @@ Per relayed chunk it adds one plain function call (`send` passed through), no mo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from contextvars import Token
+from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope, Send
 
 from proxy.observe import logs, tracing
 from proxy.observe.metrics import Metrics
 from proxy.observe.record import Record, served, serving
 from proxy.observe.request_id import HEADER, accepted
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
-class Observed:
+
+class Observer:
     """`routes` are the app's: a request refused before routing (a wrong key, a body too
     large) is still labelled with the route it asked for."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
-        self.app = app
+    def __init__(self, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
         self.metrics = metrics
         self.routes = routes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = [(name, value) for name, value in scope["headers"] if name != HEADER]
-        given = next((value for name, value in scope["headers"] if name == HEADER), None)
+    def begin(self, scope: Scope) -> tuple[Record, Token[Record | None]]:
+        """The request's record, made current until `end`; its id replaces any the client
+        sent in the scope's headers (what the upstream gets too)."""
+        headers = []
+        given = None
+        for pair in scope["headers"]:
+            if pair[0] == HEADER:
+                given = given or pair[1]
+            else:
+                headers.append(pair)
         record = Record(accepted(given), scope, metrics=self.metrics)
         headers.append((HEADER, record.id.encode()))
-        scope["headers"] = headers  # what the upstream gets too
-        own_id = (HEADER, headers[-1][1])
+        scope["headers"] = headers
+        return record, serving(record)
+
+    @staticmethod
+    def sender(record: Record, send: Send) -> Send:
+        """`send`, noting the status and giving the response the request's id — unless the
+        upstream answered with its own, which is kept (and logged)."""
+        own_id = (HEADER, record.id.encode())
 
         def sending(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
@@ -45,30 +59,26 @@ class Observed:
                 theirs = next((value for name, value in answer if name == HEADER), None)
                 if theirs is None:
                     answer.append(own_id)
-                elif theirs != own_id[1]:  # the upstream's own id: kept, and logged
+                elif theirs != own_id[1]:
                     record.upstream_id = theirs.decode("latin-1")
             return send(message)
 
-        token = serving(record)
-        method = scope["method"]
-        attributes = {"http.request.method": method, "url.path": scope["path"]}
-        try:
-            with tracing.current(method, attributes) as span:
-                try:
-                    await self.app(scope, receive, sending)
-                except BaseException:
-                    record.status = record.status or 500
-                    raise
-                finally:
-                    if "route" not in scope:  # refused before routing
-                        scope["route"] = self._route_of(scope)
-                    tracing.finish(span, _span_attributes(record), _error_type(record.status))
-                    if span is not None:
-                        span.update_name(f"{method} {record.route}")
-        finally:
-            served(token)
-            record.ended()
-            logs.request_line(record)
+        return sending
+
+    def finish(self, record: Record, scope: Scope, span: Span | None) -> None:
+        """The response is over (or failed): the span's attributes and name."""
+        if "route" not in scope:  # refused before routing
+            scope["route"] = self._route_of(scope)
+        if span is not None:
+            tracing.finish(span, _span_attributes(record), _error_type(record.status))
+            span.update_name(f"{scope['method']} {record.route}")
+
+    @staticmethod
+    def end(record: Record, token: Token[Record | None]) -> None:
+        """The request is over: its metrics and its log line."""
+        served(token)
+        record.ended()
+        logs.request_line(record)
 
     def _route_of(self, scope: Scope) -> BaseRoute | None:
         """The route the router would have chosen: the first full match, else the first
