@@ -25,6 +25,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.types import Message, Receive, Scope
 
 from proxy.errors import APIError
+from proxy.head import Head
 
 log = logging.getLogger("proxy")
 
@@ -77,11 +78,10 @@ class Admission:
         self.max_body = max_body
         self.max_head = max_head
 
-    def admit(self, scope: Scope, receive: Receive) -> tuple[APIError | None, Receive]:
+    def admit(self, scope: Scope, head: Head, receive: Receive) -> tuple[APIError | None, Receive]:
         """The error that refuses the request, if any; and `receive`, counting the body as it
         arrives when no length was declared."""
-        raw_path: bytes = scope["raw_path"]
-        if climbs(raw_path):
+        if climbs(scope["raw_path"]):
             return APIError.of(
                 400,
                 "The request path has a '.' or '..' segment (possibly percent-encoded) or is "
@@ -89,25 +89,16 @@ class Admission:
                 "them as sent.",
                 code="invalid_path",
             ), receive
-        # The request line and headers as sent, give or take optional whitespace.
-        head = len(scope["method"]) + len(raw_path) + len(scope["query_string"]) + 14
-        length = None
-        chunked = False
-        for name, value in scope["headers"]:
-            head += len(name) + len(value) + 4
-            if name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                chunked = True
         error = None
-        if head > self.max_head:
+        length = head.length
+        if head.size > self.max_head:
             error = head_too_large(self.max_head)
         elif length is not None and int(length) > self.max_body:
             error = body_too_large(self.max_body)
         if error is not None:
             refused(error, scope.get("client"))
             return error, receive
-        if length is None or chunked:  # no length declared: count the body as it arrives
+        if length is None or head.chunked:  # no length declared: count the body as it arrives
             receive = self._counted(receive, scope)
         return None, receive
 

@@ -28,12 +28,12 @@ class ClientKeys:
         self.keys = [key.encode() for key in keys] + [client.key.encode() for client in clients]
         self.holders: list[Client | None] = [None for _ in keys] + list(clients)
 
-    def check(self, scope: Scope) -> APIError | None:
+    def check(self, scope: Scope, authorization: bytes | None) -> APIError | None:
         """The error that refuses the request, if any; the scope gets the `Client` whose key
         it presented (`CLIENT`)."""
         if not scope["path"].startswith("/v1"):
             return None
-        found = self._match(scope)
+        found = self._match(authorization)
         if found is None:
             return APIError.of(
                 401,
@@ -47,16 +47,16 @@ class ClientKeys:
             scope[CLIENT] = holder
         return None
 
-    def _match(self, scope: Scope) -> int | None:
-        """Which key the request presents, by its place in `keys`; None for none known."""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() != b"bearer":
-                    return None
-                token = token.strip()
-                for i, key in enumerate(self.keys):
-                    if hmac.compare_digest(token, key):
-                        return i
-                return None
+    def _match(self, authorization: bytes | None) -> int | None:
+        """Which key `authorization` (the first such header) presents, by its place in
+        `keys`; None for none known."""
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+        token = token.strip()
+        for i, key in enumerate(self.keys):
+            if hmac.compare_digest(token, key):
+                return i
         return None

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from proxy.admission import Admission
 from proxy.auth import ClientKeys
 from proxy.errors import APIError, crashed
+from proxy.head import Head, read_head
 from proxy.observe import tracing
 from proxy.observe.observer import Observer
 from proxy.policy import ToolPolicy
@@ -53,12 +54,14 @@ class Front:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        record, token = self.observer.begin(scope)
+        head = read_head(scope)
+        record, token = self.observer.begin(scope, head)
         attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
         try:
             with tracing.current(scope["method"], attributes) as span:
                 try:
-                    await self._admitted(scope, receive, self.observer.sender(record, send))
+                    sending = self.observer.sender(record, send)
+                    await self._admitted(scope, head, record.id, receive, sending)
                 except BaseException:
                     record.status = record.status or 500
                     raise
@@ -67,14 +70,16 @@ class Front:
         finally:
             self.observer.end(record, token)
 
-    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error, receive = self.admission.admit(scope, receive)
+    async def _admitted(
+        self, scope: Scope, head: Head, request_id: str, receive: Receive, send: Send
+    ) -> None:
+        error, receive = self.admission.admit(scope, head, receive)
         if error is None and self.keys is not None:
-            error = self.keys.check(scope)
+            error = self.keys.check(scope, head.authorization)
         if error is not None:
             await error.response()(scope, receive, send)
             return
-        caller = self.policy.apply(scope, scope["headers"][-1][1])  # the observer's id
+        caller = self.policy.apply(scope, head, request_id)
         try:
             lane = self.lanes.get(scope["path"]) if scope["method"] == "POST" else None
             if lane is None:

@@ -15,10 +15,10 @@ from starlette.types import Scope
 
 from proxy.auth import CLIENT
 from proxy.config import Client, ConfigError
+from proxy.head import Head
 from proxy.tools.context import Caller, calling
 from proxy.tools.registry import Registry
 
-HEADER = b"x-tool-proxy-tools"  # "none", or tool names separated by commas
 # The scope key under which the `Registry` of the tools the request may use is found.
 TOOLS = "proxy.tools"
 
@@ -69,19 +69,16 @@ class ToolPolicy:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    def apply(self, scope: Scope, request_id: bytes) -> Token[Caller | None]:
-        """Reset the returned token (`CALLER.reset`) when the request is over."""
+    def apply(self, scope: Scope, head: Head, request_id: str) -> Token[Caller | None]:
+        """Reset the returned token (`CALLER.reset`) when the request is over. The header is
+        already off the request: `head.forwarded` lacks it."""
         client: Client | None = scope.get(CLIENT)
-        scope[TOOLS] = self._tools(scope, client)
-        return calling(
-            request_id.decode("latin-1"),
-            None if client is None else client.name,
-            scope["headers"],
-        )
+        scope[TOOLS] = self._tools(head.tools, client)
+        return calling(request_id, None if client is None else client.name, head.forwarded)
 
-    def _tools(self, scope: Scope, client: Client | None) -> Registry:
+    def _tools(self, header: list[bytes], client: Client | None) -> Registry:
         names = None if client is None or client.tools is None else set(client.tools)
-        asked = _asked(scope)
+        asked = _asked(header)
         if asked is not None:
             names = asked if names is None else names & asked
         registry = self.registry.now()  # one view for the whole request
@@ -90,14 +87,11 @@ class ToolPolicy:
         return Registry(entry for name, entry in registry.items() if name in names)
 
 
-def _asked(scope: Scope) -> set[str] | None:
-    """The names the header asks for (none for `none`), taken off the scope's headers; None
-    without the header, or with an empty one."""
-    headers: list[tuple[bytes, bytes]] = scope["headers"]
-    values = [value for name, value in headers if name == HEADER]
+def _asked(values: list[bytes]) -> set[str] | None:
+    """The names the header's `values` ask for (none for `none`); None without the header,
+    or with an empty one."""
     if not values:
         return None
-    scope["headers"] = [(name, value) for name, value in headers if name != HEADER]
     text = b",".join(values).decode("latin-1").strip()
     if "none" in {name.strip().lower() for name in text.split(",")}:
         return set()  # `none` wins over any name beside it

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute, Match
 from starlette.types import Message, Scope, Send
 
+from proxy.head import Head
 from proxy.observe import logs, tracing
 from proxy.observe.metrics import Metrics
 from proxy.observe.record import Record, served, serving
@@ -31,19 +32,14 @@ class Observer:
         self.metrics = metrics
         self.routes = routes
 
-    def begin(self, scope: Scope) -> tuple[Record, Token[Record | None]]:
-        """The request's record, made current until `end`; its id replaces any the client
-        sent in the scope's headers (what the upstream gets too)."""
-        headers = []
-        given = None
-        for pair in scope["headers"]:
-            if pair[0] == HEADER:
-                given = given or pair[1]
-            else:
-                headers.append(pair)
-        record = Record(accepted(given), scope, metrics=self.metrics)
-        headers.append((HEADER, record.id.encode()))
-        scope["headers"] = headers
+    def begin(self, scope: Scope, head: Head) -> tuple[Record, Token[Record | None]]:
+        """The request's record, made current until `end`. Its id — the client's, if sane —
+        is the one the upstream and the tools get (the scope's headers become
+        `head.forwarded`)."""
+        record = Record(accepted(head.request_id), scope, metrics=self.metrics)
+        own = (HEADER, record.id.encode())
+        head.forwarded.append(own)
+        scope["headers"] = head.forwarded
         return record, serving(record)
 
     @staticmethod
