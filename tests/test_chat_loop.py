@@ -535,6 +535,18 @@ async def test_client_keys_are_enforced_when_configured(upstream):
     assert up.headers[0]["authorization"] == "Bearer sk-up"  # the client's key stays here
 
 
+async def test_only_the_first_authorization_header_is_read_as_the_key(upstream):
+    """As the store reads it for the client's namespace: a second header with a valid key
+    must not admit a request whose state would be kept under the first one's."""
+    upstream(completion({"role": "assistant", "content": "hi"}))
+    async with raw_client(api_keys=("k1",), upstream_api_key="sk-up") as http:
+        two = [("authorization", "Bearer nope"), ("authorization", "Bearer k1")]
+        denied = await http.post(
+            "/v1/chat/completions", json={"model": "m", "messages": USER}, headers=two
+        )
+    assert denied.status_code == 401
+
+
 async def test_a_body_ending_without_its_blank_line_loses_nothing(upstream, client):
     body = sse(chunk({"role": "assistant", "content": "a"}), done=False)
     upstream(
