@@ -32,10 +32,6 @@ async def one(conn: Connection, path: str, scenario: str, bench_id: str = "") ->
     return await conn.request(path, request_body(path), headers)
 
 
-WARM_BLOCK = 15  # requests back to back to one target
-WARM_UP = 3  # the first of a block's, which wake it up: not counted
-
-
 async def latency(targets: dict[str, Server], path: str, rounds: int) -> dict[str, dict]:
     """Interleaved sequential requests to every target. Time to first token on an instant
     stream of 50 chunks; chunk latency (upstream write -> client read) on a stream of 50
@@ -57,16 +53,11 @@ async def latency(targets: dict[str, Server], path: str, rounds: int) -> dict[st
                 ttft[name].append(instant.first_content - instant.started)
                 chunk[name].extend(spaced.chunk_latency_ns[1:])
     warm: dict[str, list[int]] = {name: [] for name in targets}
-    for _ in range(max(1, rounds // WARM_BLOCK)):
-        # Back to back, one target at a time (caches warm, CPU awake), in blocks whose order
-        # is shuffled: a disturbance on the machine while one target is measured then moves
-        # one block of its figure, not the whole of it.
-        random.shuffle(order)
-        for name in order:
-            for i in range(WARM_BLOCK):
-                r = await one(conns[name], path, "chunks=50")
-                if i >= WARM_UP and not r.error:
-                    warm[name].append(r.first_content - r.started)
+    for name in targets:  # back to back, one target at a time: caches warm, CPU awake
+        for i in range(rounds):
+            r = await one(conns[name], path, "chunks=50")
+            if i >= 5 and not r.error:
+                warm[name].append(r.first_content - r.started)
     for c in conns.values():
         c.close()
     return {
