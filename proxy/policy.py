@@ -62,16 +62,15 @@ def check_started(clients: Collection[Client], registry: Registry) -> None:
 
 
 class ToolPolicy:
-    """Puts the request's tools in the scope (`TOOLS`), takes the header off the request —
-    it is the proxy's, never the upstream's — and says whom the request's tool calls serve;
-    applied by `proxy.front`, after the key check."""
+    """Puts the request's tools in the scope (`TOOLS`) and says whom the request's tool calls
+    serve; applied by `proxy.front`, after the key check. The header is the proxy's, never the
+    upstream's: `proxy.head` leaves it out of the headers that go on."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
     def apply(self, scope: Scope, head: Head, request_id: str) -> Token[Caller | None]:
-        """Reset the returned token (`CALLER.reset`) when the request is over. The header is
-        already off the request: `head.forwarded` lacks it."""
+        """Reset the returned token (`CALLER.reset`) when the request is over."""
         client: Client | None = scope.get(CLIENT)
         scope[TOOLS] = self._tools(head.tools, client)
         return calling(request_id, None if client is None else client.name, head.forwarded)
