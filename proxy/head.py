@@ -26,8 +26,10 @@ class Head:
 
 
 def read_head(scope: Scope) -> Head:
-    head = Head(size=len(scope["method"]) + len(scope["raw_path"]) + len(scope["query_string"]))
-    head.size += 14  # " ", " HTTP/1.1", CRLF, and the CRLF that ends the head
+    # The request line: the method, " ", the target, " HTTP/1.1" and CRLF; and the final CRLF.
+    head = Head(
+        size=len(scope["method"]) + len(scope["raw_path"]) + len(scope["query_string"]) + 14
+    )
     forwarded = head.forwarded
     for pair in scope["headers"]:
         name, value = pair

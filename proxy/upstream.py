@@ -37,8 +37,8 @@ _NOT_RETURNED = frozenset({b"date", b"server"})
 
 
 def _crossing(headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes]) -> Headers:
-    """The headers (names lower-case) that may cross the proxy: not hop-by-hop, named in
-    `Connection` or in `drop`."""
+    """The headers (names lower-case) that may cross the proxy: those neither hop-by-hop,
+    nor named in `Connection`, nor in `drop`."""
     pairs = list(headers)
     skip = HOP_BY_HOP | drop
     for name, value in pairs:
