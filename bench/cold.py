@@ -37,6 +37,7 @@ async def first_byte(app: App, path: str, body: bytes) -> float:
     received = False
     started = time.process_time()
     first = 0.0
+    status = 0
 
     async def receive() -> dict[str, Any]:
         nonlocal received
@@ -46,8 +47,10 @@ async def first_byte(app: App, path: str, body: bytes) -> float:
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
-        nonlocal first
-        if message["type"] == "http.response.body" and message.get("body") and not first:
+        nonlocal first, status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body" and message.get("body") and not first:
             first = time.process_time() - started
 
     scope = {
@@ -72,6 +75,8 @@ async def first_byte(app: App, path: str, body: bytes) -> float:
         "state": {},
     }
     await app(scope, receive, send)
+    if status != 200:  # an error's first bytes are not a stream's
+        raise RuntimeError(f"{path} answered {status}")
     return first
 
 
@@ -97,6 +102,7 @@ async def run(requests: int, evict_mb: int) -> None:
     proxy = create_app(Settings(upstream=url), Registry.of(bench_echo, plugin="bench"))
     apps = {"stack": stack_app(url), "proxy": proxy}
     size = evict_mb * 1024 * 1024
+    # Not zeros: a buffer of zeros can be one page, mapped over and over, that no cache drops.
     evict = (bytearray(size), bytes(range(256)) * (size // 256))
     try:
         async with proxy.router.lifespan_context(proxy):
@@ -122,7 +128,8 @@ def main() -> None:
         "--evict-mb",
         type=int,
         default=48,
-        help="MB copied before each request, twice over: more than the last-level cache",
+        help="MB copied from one buffer into another before each request (2 x M MB touched: "
+        "more than the last-level cache)",
     )
     args = parser.parse_args()
     import uvloop
