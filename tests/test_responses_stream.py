@@ -93,6 +93,40 @@ def test_text_deltas_go_out_as_they_came() -> None:
     client_events(out)
 
 
+class Counted(ResponsesStream):
+    """Counts the events read event by event (parsed), not on the fast path."""
+
+    parsed = 0
+
+    def _event(self, data: bytes) -> list[bytes]:
+        self.parsed += 1
+        return super()._event(data)
+
+
+def whole(body: bytes) -> list[bytes]:
+    """The round in one read, as a proxy that fell behind reads an upstream's burst."""
+    return [body]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_read_of_many_events_gives_the_same_stream(name: str) -> None:
+    body = fixture(name)
+    for show_calls in (False, True):
+        assert relay([body], whole, show_calls)[:2] == relay([body], by_byte, show_calls)[:2]
+
+
+def test_text_deltas_in_a_burst_go_out_unparsed() -> None:
+    """Every text delta of a round read at once is passed on unparsed, the events before,
+    between and after them read one by one."""
+    body = fixture("responses/openai-web-search-hosted.sse")
+    stream = Counted(showing(False))
+    out = stream.feed(body)
+    deltas = body.count(b"event: response.output_text.delta\n")
+    assert deltas > 10
+    assert stream.parsed == body.count(b"\n\n") - deltas
+    assert out == relay([body], by_byte, False)[0][: len(out)]
+
+
 # -- later rounds: upstream numbering restarts, the client's goes on ------------------------
 
 WEATHER = call_events(0, "call_1", "weather", '{"location": "Oslo"}')
@@ -146,6 +180,7 @@ def test_later_rounds_take_the_fast_path_only_when_their_numbers_are_the_clients
     assert got[:2] == expected[:2]
     assert got[2] == fast
     client_events(got[0])
+    assert relay(rounds, whole, show_calls)[:2] == expected[:2]  # each round in one read
 
 
 @settings(max_examples=25, deadline=None)

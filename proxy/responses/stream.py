@@ -48,27 +48,62 @@ class ResponsesStream(Reading):
     # -- upstream events in ----------------------------------------------------------------
 
     def feed(self, data: bytes) -> bytes:
-        if not self.lead and self._plain_delta(data):
-            self.sequence += 1
-            return data  # the hot path: one text delta that needs no change, not parsed
+        if self.lead:
+            return self._events(data)
+        if self._plain_deltas(data, 0) == len(data):
+            return data  # the hot path: text deltas that need no change, not parsed
+        # A burst: text deltas that need no change go out unparsed; the events around them
+        # (an item added, an annotation, a delta to renumber, the start of an event the next
+        # read ends) are read one by one.
+        out = []
+        at = 0
+        while at < len(data):
+            start = at if data.startswith(_DELTA, at) else data.find(b"\n\n" + _DELTA, at) + 2
+            if start == 1:  # no text delta starts in the rest
+                out.append(self._events(data[at:]))
+                break
+            if start > at:
+                out.append(self._events(data[at:start]))
+            end = self._plain_deltas(data, start)
+            if end == start:  # this one is read: up to its end, or all there is of it
+                end = data.find(b"\n\n", start) + 2
+                end = end if end > 1 else len(data)
+                out.append(self._events(data[start:end]))
+            else:
+                out.append(data[start:end])
+            at = end
+        return b"".join(out)
+
+    def _events(self, data: bytes) -> bytes:
         return b"".join(
             frame for event in self.decoder.feed(data) for frame in self._event(event.data)
         )
 
-    def _plain_delta(self, data: bytes) -> bool:
-        """Whether `data` is one whole `response.output_text.delta` event of a visible item
-        whose `output_index` and `sequence_number` are already the client's."""
-        if not (data.startswith(_DELTA) and data.endswith(b"}\n\n")):
-            return False
-        if self.failed or not self.decoder.idle or data.count(b"\n") != 3 or b"\r" in data:
-            return False
-        index = _number_after(data, b'"output_index":')
-        return (
-            index is not None
-            and index not in self.hidden
-            and self.indices.get(index, index) == index
-            and _number_after(data, b'"sequence_number":') == self.sequence
-        )
+    def _plain_deltas(self, data: bytes, start: int) -> int:
+        """Where the whole `response.output_text.delta` events from `start` on end that need
+        no change — each of a visible item whose `output_index` and `sequence_number` are
+        already the client's — counted as sent."""
+        if self.failed or self.lead or not self.decoder.idle or b"\r" in data:
+            return start
+        at = start
+        while data.startswith(_DELTA, at):
+            end = data.find(b"}\n\n", at) + 3
+            if end < 3:
+                break  # torn: the next read ends it
+            event = data[at:end]
+            if event.count(b"\n") != 3:
+                break
+            index = _number_after(event, b'"output_index":')
+            if (
+                index is None
+                or index in self.hidden
+                or self.indices.get(index, index) != index
+                or _number_after(event, b'"sequence_number":') != self.sequence
+            ):
+                break
+            self.sequence += 1
+            at = end
+        return at
 
     def end_round(self) -> RoundOutcome:
         tail = [frame for event in self.decoder.close() for frame in self._event(event.data)]
