@@ -127,6 +127,15 @@ def test_text_deltas_in_a_burst_go_out_unparsed() -> None:
     assert out == relay([body], by_byte, False)[0][: len(out)]
 
 
+def test_a_delta_with_a_carriage_return_in_its_line_is_read_as_sse_reads_it() -> None:
+    """A bare `\r` ends a line in SSE, wherever it is — even where JSON would take it as
+    whitespace: such a delta is not one `data:` line, and is read event by event."""
+    body = stream_round("resp_0", message_events(0, "Hello there", "msg_a")).pieces[0]
+    at = body.index(b'"output_index"', body.index(b"event: response.output_text.delta"))
+    body = body[:at] + b"\r" + body[at:]
+    assert relay([body], whole, False)[0] == relay([body], by_byte, False)[0]
+
+
 # -- later rounds: upstream numbering restarts, the client's goes on ------------------------
 
 WEATHER = call_events(0, "call_1", "weather", '{"location": "Oslo"}')
