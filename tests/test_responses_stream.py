@@ -6,6 +6,7 @@ and a stream the client can read: checked by a reading that shares no code with 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -113,6 +114,16 @@ def test_a_read_of_many_events_gives_the_same_stream(name: str) -> None:
     body = fixture(name)
     for show_calls in (False, True):
         assert relay([body], whole, show_calls)[:2] == relay([body], by_byte, show_calls)[:2]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_two_reads_cut_at_any_event_give_the_same_stream(name: str) -> None:
+    """The second read starting with text deltas that need no change and going on with some
+    that do (their numbers shifted by hidden events), or with other events."""
+    body = fixture(name)
+    expected = relay([body], by_byte, False)[:2]
+    for cut in (m.end() for m in re.finditer(rb"\n\n", body)):
+        assert relay([body], [[body[:cut], body[cut:]]], False)[:2] == expected, cut
 
 
 def test_text_deltas_in_a_burst_go_out_unparsed() -> None:
