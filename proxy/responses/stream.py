@@ -50,13 +50,13 @@ class ResponsesStream(Reading):
     def feed(self, data: bytes) -> bytes:
         if self.lead:
             return self._events(data)
-        if self._plain_deltas(data, 0) == len(data):
+        at = self._plain_deltas(data, 0)
+        if at == len(data):
             return data  # the hot path: text deltas that need no change, not parsed
         # A burst: text deltas that need no change go out unparsed; the events around them
         # (an item added, an annotation, a delta to renumber, the start of an event the next
         # read ends) are read one by one.
-        out = []
-        at = 0
+        out = [data[:at]]
         while at < len(data):
             start = at if data.startswith(_DELTA, at) else data.find(b"\n\n" + _DELTA, at) + 2
             if start == 1:  # no text delta starts in the rest
