@@ -83,7 +83,7 @@ class ResponsesStream(Reading):
         """Where the whole `response.output_text.delta` events from `start` on end that need
         no change — each of a visible item whose `output_index` and `sequence_number` are
         already the client's — counted as sent."""
-        if self.failed or self.lead or not self.decoder.idle or b"\r" in data:
+        if self.failed or self.lead or not self.decoder.idle:
             return start
         at = start
         while data.startswith(_DELTA, at):
@@ -91,8 +91,8 @@ class ResponsesStream(Reading):
             if end < 3:
                 break  # torn: the next read ends it
             event = data[at:end]
-            if event.count(b"\n") != 3:
-                break
+            if event.count(b"\n") != 3 or b"\r" in event:
+                break  # not one `data:` line
             index = _number_after(event, b'"output_index":')
             if (
                 index is None
